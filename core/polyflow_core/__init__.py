@@ -1,0 +1,1 @@
+"""Polyflow core daemon."""
