@@ -1,0 +1,1 @@
+"""Metadata back-ends: where runs, tasks, attempts and artifact references are recorded."""
