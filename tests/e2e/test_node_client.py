@@ -41,7 +41,9 @@ def test_node_lists_runs_and_reads_artifact(project: Project) -> None:
     (project.path / "greet.py").write_text(FLOW)
     project.run("greet.py", "run")
     project.run("greet.py", "run")
-    address = project.python("from polyflow import get_metadata; from polyflow._daemon import core_address; print(core_address())").strip().splitlines()[-1]
+    address = project.python(
+        "from polyflow._daemon import resolve_endpoint; print(resolve_endpoint().address)"
+    ).strip().splitlines()[-1]
 
     proc = subprocess.run(
         [node, str(NODE_DIR / "list_runs.js"), address, "GreetFlow", "greeting"],
