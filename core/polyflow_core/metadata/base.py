@@ -73,8 +73,11 @@ class ExceptionRecord:
     """An exception raised by user code."""
 
     type: str
+    """Fully qualified type, e.g. ``builtins.ValueError``."""
     message: str
+    """``str()`` of the exception."""
     traceback: str
+    """The formatted traceback."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,9 @@ class FlowRecord:
     """A flow with at least one run."""
 
     flow_id: str
+    """The flow's name."""
     create_time: dt.datetime
+    """When its first run was created."""
 
 
 @dataclass(frozen=True)
@@ -100,10 +105,13 @@ class RunRecord:
     finish_time: dt.datetime | None
     user: str
     graph: bytes
-    """The serialized ``FlowGraph`` message (with kinds): opaque to the store."""
+    """The serialized ``FlowGraph`` message (with kinds): opaque to the store. Left empty
+    (``b""``) by ``list_runs``; ``get_run`` and ``create_run`` fill it."""
     failure_message: str = ""
     origin_run_id: str = ""
     end_task_id: str = ""
+    end_step_name: str = ""
+    """The step of ``end_task_id`` (filled by the store on reads; needed to name the task)."""
     options: bytes = b""
     """Serialized ``RunOptions``, opaque to the store."""
     environment: bytes = b""
@@ -199,10 +207,16 @@ class MetadataStore(abc.ABC):
 
     @abc.abstractmethod
     def set_run_state(
-        self, flow_id: str, run_id: str, state: RunState, *, failure_message: str = "",
+        self,
+        flow_id: str,
+        run_id: str,
+        state: RunState,
+        *,
+        failure_message: str = "",
         end_task_id: str = "",
     ) -> None:
-        """Move a run to ``state``; SUCCEEDED/FAILED also set its finish time."""
+        """Move a run to ``state``; SUCCEEDED/FAILED also set its finish time. An empty
+        ``end_task_id`` keeps the one recorded before."""
 
     @abc.abstractmethod
     def create_task(
@@ -266,7 +280,9 @@ class MetadataStore(abc.ABC):
         tags: Sequence[str] = (),
         states: Sequence[RunState] = (),
     ) -> Page[RunRecord]:
-        """A flow's runs, newest first, keeping those with every tag in ``tags``."""
+        """A flow's runs, newest first, keeping those with every tag in ``tags`` (user or
+        system) and, when ``states`` is not empty, in one of ``states``. The records' ``graph``
+        is left empty (``b""``): read it with ``get_run``."""
 
     @abc.abstractmethod
     def get_run(self, flow_id: str, run_id: str) -> RunRecord:
