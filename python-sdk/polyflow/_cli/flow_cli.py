@@ -1,0 +1,268 @@
+"""The command line of a flow file: ``python flow.py [--quiet] [--with SPEC] COMMAND``.
+
+Commands: ``run`` (with one option per flow parameter), ``check``, ``show`` and ``help``,
+as in Metaflow. ``FlowSpec()`` calls :func:`main` when the user's script runs.
+
+gRPC, the client and the daemon are imported only by commands that talk to the core, so
+``--help`` and option errors answer at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from polyflow._cli._output import Console
+from polyflow.exceptions import PolyflowError
+
+if TYPE_CHECKING:
+    from polyflow._authoring.parameters import Parameter
+
+__all__ = ["build_cli", "main"]
+
+_PARAM_PREFIX = "pf_param_"
+
+
+def _parameter_help(param: Parameter, env_var: str) -> str:
+    from polyflow._authoring.parameters import ParameterKind
+
+    parts = [param.help] if param.help else []
+    if param.kind is ParameterKind.FILE:
+        parts.append("A path; the file is read when the run starts.")
+    if param.separator:
+        parts.append(f"Split into a list on {param.separator!r}.")
+    if param.required:
+        parts.append("[required]")
+    elif param.show_default and param.default is not None:
+        default = "(computed)" if callable(param.default) else repr(param.default)
+        parts.append(f"[default: {default}]")
+    parts.append(f"[env: {env_var}]")
+    return " ".join(parts)
+
+
+def _metavar(param: Parameter) -> str:
+    from polyflow._authoring.parameters import ParameterKind
+
+    return {
+        ParameterKind.STRING: "TEXT",
+        ParameterKind.INT: "INTEGER",
+        ParameterKind.FLOAT: "FLOAT",
+        ParameterKind.BOOL: "BOOLEAN",
+        ParameterKind.JSON: "JSON",
+        ParameterKind.FILE: "PATH",
+    }[param.kind]
+
+
+def _parameter_option(index: int, param: Parameter) -> click.Option:
+    """A ``run`` option for a parameter; its value is parsed later, by the parameter."""
+    from polyflow._cli._run import env_var_name
+
+    env_var = env_var_name(param.name)
+    dest = f"{_PARAM_PREFIX}{index}"
+    help_text = _parameter_help(param, env_var)
+    if param.kwargs.get("is_flag"):
+        # A flag, as Metaflow's is_flag=True: --name / --no-name; absent stays None so the
+        # environment and the default still apply.
+        return click.Option(
+            [f"--{param.name}/--no-{param.name}", dest], default=None, help=help_text
+        )
+    # The raw text is kept (type=str, no click default): Parameter.resolve parses it, so a
+    # bad value fails with a message naming the parameter and exit status 1, and the
+    # environment variable is read explicitly when the option is absent.
+    return click.Option(
+        [f"--{param.name}", dest],
+        type=str,
+        default=None,
+        metavar=_metavar(param),
+        help=help_text,
+    )
+
+
+def _raw_parameters(params: Sequence[Parameter], kwargs: dict[str, Any]) -> dict[str, str | None]:
+    raw: dict[str, str | None] = {}
+    for index, param in enumerate(params):
+        value = kwargs.get(f"{_PARAM_PREFIX}{index}")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        raw[param.attribute] = value
+    return raw
+
+
+def build_cli(flow_cls: type) -> click.Group:
+    """Make the click command line of a flow class.
+
+    Args:
+        flow_cls: The flow class.
+
+    Returns:
+        The command group (``run``, ``check``, ``show``, ``help``).
+    """
+    from polyflow._authoring.members import flow_parameters
+
+    params = flow_parameters(flow_cls)
+    doc = (flow_cls.__doc__ or "").strip()
+
+    @click.group(
+        help=doc or f"The {flow_cls.__name__} flow.",
+        context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    )
+    @click.option("--quiet/--not-quiet", default=False, help="Print only task output and failures.")
+    @click.option(
+        "--with",
+        "decospecs",
+        multiple=True,
+        metavar="SPEC",
+        help="Attach a decorator to every step: name or name:attr=value,attr=value.",
+    )
+    @click.pass_context
+    def cli(ctx: click.Context, quiet: bool, decospecs: tuple[str, ...]) -> None:
+        ctx.obj = {"quiet": quiet, "decospecs": decospecs}
+
+    @cli.command(help="Run the flow.")
+    @click.option(
+        "--max-workers",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="Tasks that may run at once.",
+    )
+    @click.option(
+        "--max-num-splits",
+        type=click.IntRange(min=1),
+        default=100,
+        show_default=True,
+        help="Most splits one foreach may create.",
+    )
+    @click.option(
+        "--max-log-size",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="Most MB of stdout and of stderr stored per task.",
+    )
+    @click.option("--tag", "tags", multiple=True, help="A tag for the run (repeatable).")
+    @click.option(
+        "--run-id-file",
+        type=click.Path(dir_okay=False, writable=True),
+        default=None,
+        help="Write the run id to this file as soon as the run exists.",
+    )
+    @click.option(
+        "--namespace",
+        default=None,
+        help="The client namespace of the run's tasks; an empty value means global.",
+    )
+    @click.pass_context
+    def run(
+        ctx: click.Context,
+        /,
+        max_workers: int,
+        max_num_splits: int,
+        max_log_size: int,
+        tags: tuple[str, ...],
+        run_id_file: str | None,
+        namespace: str | None,
+        **kwargs: Any,
+    ) -> None:
+        from polyflow._cli._run import RunOptions, execute_run
+
+        options = RunOptions(
+            max_workers=max_workers,
+            max_num_splits=max_num_splits,
+            max_log_size_mb=max_log_size,
+            tags=tags,
+            run_id_file=run_id_file,
+            namespace=namespace,
+            decospecs=ctx.obj["decospecs"],
+            quiet=ctx.obj["quiet"],
+            raw_parameters=_raw_parameters(params, kwargs),
+        )
+        ctx.exit(execute_run(flow_cls, options))
+
+    for index, param in enumerate(params):
+        run.params.append(_parameter_option(index, param))
+
+    @cli.command(help="Check that the flow's graph is valid.")
+    @click.pass_context
+    def check(ctx: click.Context) -> None:
+        ctx.exit(_check(flow_cls, ctx.obj["decospecs"], ctx.obj["quiet"]))
+
+    @cli.command(help="Show the flow's steps, their kinds, decorators and edges.")
+    @click.pass_context
+    def show(ctx: click.Context) -> None:
+        ctx.exit(_show(flow_cls, ctx.obj["decospecs"]))
+
+    @cli.command(name="help", help="Show the help of every command.")
+    @click.pass_context
+    def help_(ctx: click.Context) -> None:
+        parent = ctx.parent
+        assert parent is not None
+        click.echo(cli.get_help(parent))
+        for name in ("run", "check", "show"):
+            command = cli.commands[name]
+            sub = click.Context(command, info_name=name, parent=parent)
+            click.echo("")
+            click.echo(command.get_help(sub))
+
+    return cli
+
+
+def _check(flow_cls: type, decospecs: Sequence[str], quiet: bool) -> int:
+    from polyflow._cli._graph import extract, print_problems, validate
+    from polyflow._daemon import get_client
+
+    console = Console(quiet)
+    console.info("Validating your flow...")
+    definition = extract(flow_cls, decospecs)
+    _, _, problems = validate(get_client(), definition)
+    if problems:
+        print_problems(console, problems, definition.source_file)
+        return 1
+    click.echo("    The graph looks good!")
+    return 0
+
+
+def _show(flow_cls: type, decospecs: Sequence[str]) -> int:
+    from polyflow._cli._graph import extract, print_problems, show_text, validate
+    from polyflow._daemon import get_client
+
+    definition = extract(flow_cls, decospecs)
+    _, derived, problems = validate(get_client(), definition)
+    click.echo(show_text(derived))
+    if problems:
+        console = Console()
+        console.error("The graph has problems:")
+        print_problems(console, problems, definition.source_file)
+    return 0
+
+
+def main(flow_cls: type, argv: Sequence[str] | None = None) -> NoReturn:
+    """Run a flow's command line and exit.
+
+    Args:
+        flow_cls: The flow class.
+        argv: The arguments after the script's name (``sys.argv[1:]`` by default).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else flow_cls.__name__
+    try:
+        cli = build_cli(flow_cls)
+        result = cli.main(args=args, prog_name=prog, standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.Abort:
+        Console().error("Aborted!")
+        sys.exit(1)
+    except PolyflowError as error:
+        Console().error(f"Error: {error}")
+        sys.exit(1)
+    # Without standalone mode, click returns the code given to ctx.exit (or the command's
+    # return value, None for ours).
+    sys.exit(result if isinstance(result, int) else 0)
