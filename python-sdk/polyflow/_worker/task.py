@@ -37,6 +37,9 @@ ENV_CORE_ADDRESS = "POLYFLOW_CORE_ADDRESS"
 ENV_NAMESPACE = "POLYFLOW_NAMESPACE"
 """Set for the step's code: the run's namespace, for the client API."""
 
+ENV_CORE_TOKEN = "POLYFLOW_CORE_TOKEN"
+"""Set for the step's code when the core wants a bearer token, for the client API."""
+
 _WORKER_DIR = os.path.dirname(os.path.abspath(__file__))
 _SDK_DIR = os.path.dirname(_WORKER_DIR)
 _MAX_MESSAGE = 500
@@ -213,8 +216,10 @@ def _set_context(spec: TaskSpecData) -> None:
     )
     if spec.core_address:
         os.environ[ENV_CORE_ADDRESS] = spec.core_address
-    if spec.namespace:
-        os.environ[ENV_NAMESPACE] = spec.namespace
+    # Always set: an empty namespace is the global one (`run --namespace ""`).
+    os.environ[ENV_NAMESPACE] = spec.namespace
+    if spec.token:
+        os.environ[ENV_CORE_TOKEN] = spec.token
 
 
 def _report_exception(exc: BaseException) -> ExceptionData:

@@ -549,7 +549,9 @@ class TaskSpec(_message.Message):
     origin_run_id: _builtins.str
     """The run this one resumed, if any (its id)."""
     namespace: _builtins.str
-    """The client namespace the run was started in."""
+    """The client namespace the run was started in; empty means the global
+    namespace (every run visible).
+    """
     token: _builtins.str
     """Bearer token for the worker's calls to the core, when the core wants one."""
     @_builtins.property

@@ -97,7 +97,9 @@ class StartRunRequest(_message.Message):
     user: _builtins.str
     """The user starting the run. Default: the daemon's user."""
     namespace: _builtins.str
-    """The client namespace (e.g. "user:alice"), passed to tasks."""
+    """The client namespace (e.g. "user:alice"), passed to tasks; empty means
+    the global namespace.
+    """
     request_id: _builtins.str
     """Client-chosen id making the call idempotent: a retried call with the same
     id returns the run it created. Optional.
