@@ -225,9 +225,9 @@ class RunEventLog:
             if events or self._finished or self._closed:
                 return events
             self._cond.wait_for(
-                lambda: self._closed
-                or self._finished
-                or bool(self._collect(after, exclude_logs, 1)),
+                lambda: (
+                    self._closed or self._finished or bool(self._collect(after, exclude_logs, 1))
+                ),
                 timeout=timeout,
             )
             return self._collect(after, exclude_logs, limit)

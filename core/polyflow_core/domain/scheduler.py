@@ -24,18 +24,26 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NoReturn
 
 from polyflow_core.datastore.base import BlobStore
+from polyflow_core.domain._launch import build_launch_request
+from polyflow_core.domain._run_state import (
+    ActiveRun,
+    CancelRunCommand,
+    Command,
+    CompleteTaskCommand,
+    ExecutorEvents,
+    InputRef,
+    PendingTask,
+    ProcessExitedCommand,
+    RunningAttempt,
+    StartRunCommand,
+    StopCommand,
+)
 from polyflow_core.domain.events import (
     EventHub,
-    LogLine,
-    RunEventLog,
     RunFinished,
     RunMessage,
     TaskFinished,
@@ -45,33 +53,27 @@ from polyflow_core.domain.execution import (
     PARAMETERS_STEP,
     PARAMETERS_TASK_ID,
     RunRequest,
-    TaskInputData,
     TaskOutcome,
-    TaskSpecData,
     TaskSpecEncoder,
-    step_language,
 )
-from polyflow_core.domain.joins import JoinCollector, JoinError, JoinPlanner
-from polyflow_core.domain.model import FlowGraph, Language, StepKind, StepSpec, TransitionKind
-from polyflow_core.domain.transitions import check_transition, is_terminal, ordered_targets
+from polyflow_core.domain.joins import JoinError, JoinPlanner
+from polyflow_core.domain.model import Language, StepSpec
+from polyflow_core.domain.transitions import check_transition, is_terminal
 from polyflow_core.errors import CoreError, ErrorCode, FailedPreconditionError, NotFoundError
 from polyflow_core.executors.base import (
     Executor,
     ExitStatus,
-    LaunchRequest,
-    TaskHandle,
     TaskKey,
     WorkerLanguage,
 )
 from polyflow_core.metadata.base import (
     ExceptionRecord,
-    ForeachFrameRecord,
     MetadataStore,
     RunRecord,
     RunState,
     TaskState,
 )
-from polyflow_core.paths import LogStreamName, RootLayout
+from polyflow_core.paths import RootLayout
 
 __all__ = ["RetryPolicy", "Scheduler", "no_retries"]
 
@@ -95,125 +97,6 @@ def no_retries(step: StepSpec) -> int:
     """
     del step
     return 0
-
-
-# --- state of the runs (scheduler thread only) ------------------------------------------------
-@dataclass(frozen=True)
-class _InputRef:
-    """A finished task that another task reads."""
-
-    task_id: str
-    step: str
-    attempt: int
-    foreach_stack: tuple[ForeachFrameRecord, ...]
-
-
-@dataclass(eq=False)
-class _Pending:
-    """A task waiting for a worker slot (``task_id`` is set once it exists in the store)."""
-
-    step: str
-    foreach_stack: tuple[ForeachFrameRecord, ...]
-    inputs: tuple[_InputRef, ...]
-    task_id: str | None = None
-    attempt: int = 0
-
-
-@dataclass(eq=False)
-class _Attempt:
-    """A task attempt handed to the executor, until both its report and its exit are in."""
-
-    task: _Pending
-    key: TaskKey
-    handle: TaskHandle | None = None
-    state: TaskState | None = None  # the recorded verdict, once reported (or failed)
-    failure_message: str = ""
-    exception: ExceptionRecord | None = None
-    outcome: TaskOutcome | None = None
-    exit: ExitStatus | None = None
-    kill_reason: str = ""
-
-
-@dataclass(eq=False)
-class _Run:
-    """An unfinished run."""
-
-    flow: str
-    run_id: str
-    request: RunRequest
-    planner: JoinPlanner
-    events: RunEventLog
-    ready: deque[_Pending] = field(default_factory=deque)
-    running: dict[str, _Attempt] = field(default_factory=dict)
-    joins: dict[Any, JoinCollector[_InputRef]] = field(default_factory=dict)
-    stopping: str = ""  # why the run is failing; set once, then nothing new starts
-
-    @property
-    def graph(self) -> FlowGraph:
-        """The run's validated graph."""
-        return self.request.graph
-
-    def pathspec(self, step: str, task_id: str) -> str:
-        """``flow/run/step/task``."""
-        return f"{self.flow}/{self.run_id}/{step}/{task_id}"
-
-
-# --- commands -------------------------------------------------------------------------------
-@dataclass(eq=False)
-class _Command:
-    """Something for the scheduler thread to do; ``future`` gets the answer."""
-
-    future: Future[Any] = field(default_factory=Future, init=False)
-
-
-@dataclass(eq=False)
-class _StartRun(_Command):
-    request: RunRequest
-
-
-@dataclass(eq=False)
-class _CompleteTask(_Command):
-    flow: str
-    run: str
-    step: str
-    task: str
-    attempt: int
-    outcome: TaskOutcome
-
-
-@dataclass(eq=False)
-class _ProcessExited(_Command):
-    key: TaskKey
-    status: ExitStatus
-
-
-@dataclass(eq=False)
-class _CancelRun(_Command):
-    flow: str
-    run: str
-    reason: str
-
-
-@dataclass(eq=False)
-class _Stop(_Command):
-    reason: str
-
-
-class _Listener:
-    """Receives the executor's reports on its threads: log lines go straight to the run's
-    event log (they change no metadata), exits are queued for the scheduler thread."""
-
-    def __init__(self, events: EventHub, commands: queue.SimpleQueue[_Command]) -> None:
-        self._events = events
-        self._commands = commands
-
-    def on_output(self, key: TaskKey, stream: LogStreamName, line: str) -> None:
-        """Publish a line as a :class:`LogLine` event."""
-        self._events.publish(key.flow, key.run, LogLine(key.pathspec, key.attempt, stream, line))
-
-    def on_exit(self, key: TaskKey, status: ExitStatus) -> None:
-        """Queue the exit for the scheduler thread."""
-        self._commands.put(_ProcessExited(key, status))
 
 
 class Scheduler:
@@ -251,10 +134,11 @@ class Scheduler:
         self._encode = encode_task_spec
         self._retry_policy = retry_policy
         self._store_location = blobs.location()
-        self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
-        self._runs: dict[tuple[str, str], _Run] = {}
+        self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._runs: dict[tuple[str, str], ActiveRun] = {}
         self._runs_lock = threading.Lock()  # guards the size of _runs for other threads
         self._thread: threading.Thread | None = None
+        self._accept_lock = threading.Lock()
         self._accepting = False
 
     # --- life cycle ---------------------------------------------------------------------
@@ -267,7 +151,7 @@ class Scheduler:
         failed = self._metadata.fail_unfinished_runs(RESTART_MESSAGE)
         for flow, run in failed:
             _log.info("run %s/%s was left unfinished by an earlier daemon: failed", flow, run)
-        self._executor.start(_Listener(self._events, self._commands))
+        self._executor.start(ExecutorEvents(self._events, self._commands))
         self._accepting = True
         self._thread = threading.Thread(target=self._loop, name="polyflow-scheduler")
         self._thread.daemon = True
@@ -280,7 +164,7 @@ class Scheduler:
         if self._thread is None or not self._thread.is_alive():
             self._executor.shutdown()
             return
-        command = _Stop(reason)
+        command = StopCommand(reason)
         self._commands.put(command)
         try:
             command.future.result(timeout)
@@ -308,7 +192,8 @@ class Scheduler:
             FailedPreconditionError: A parameter artifact's blob is not in the store.
         """
         self._check_blobs(request)
-        return self._call(_StartRun(request))  # type: ignore[no-any-return]
+        record: RunRecord = self._call(StartRunCommand(request))
+        return record
 
     def complete_task(
         self, flow: str, run: str, step: str, task: str, attempt: int, outcome: TaskOutcome
@@ -319,7 +204,7 @@ class Scheduler:
             NotFoundError: No such task.
             FailedPreconditionError: The attempt is not running (finished, or another one).
         """
-        self._call(_CompleteTask(flow, run, step, task, attempt, outcome))
+        self._call(CompleteTaskCommand(flow, run, step, task, attempt, outcome))
 
     def cancel_run(self, flow: str, run: str, reason: str) -> RunRecord:
         """Stop a run: kill its tasks, start nothing new, mark it FAILED with ``reason`` once
@@ -328,15 +213,15 @@ class Scheduler:
         Raises:
             NotFoundError: No such run.
         """
-        return self._call(_CancelRun(flow, run, reason or "cancelled"))  # type: ignore[no-any-return]
+        record: RunRecord = self._call(CancelRunCommand(flow, run, reason or "cancelled"))
+        return record
 
-    def _call(self, command: _Command) -> Any:
+    def _call(self, command: Command) -> Any:
         """Queue a command and wait for its answer."""
-        if not self._accepting:
-            raise CoreError(
-                "the daemon is stopping", code=ErrorCode.UNAVAILABLE, reason="DAEMON_STOPPING"
-            )
-        self._commands.put(command)
+        with self._accept_lock:  # never queue behind the last command the thread will read
+            if not self._accepting:
+                raise _stopping_error()
+            self._commands.put(command)
         return command.future.result()
 
     def _check_blobs(self, request: RunRequest) -> None:
@@ -365,34 +250,32 @@ class Scheduler:
                 command.future.set_exception(error)
             else:
                 command.future.set_result(result)
-            if isinstance(command, _Stop):
+            if isinstance(command, StopCommand):
                 break
-        self._accepting = False
+        with self._accept_lock:
+            self._accepting = False
         # Answer whatever arrived while stopping, so no caller waits forever.
         while True:
             try:
                 late = self._commands.get_nowait()
             except queue.Empty:
                 return
-            late.future.set_exception(
-                CoreError("the daemon is stopping", code=ErrorCode.UNAVAILABLE,
-                          reason="DAEMON_STOPPING")
-            )
+            late.future.set_exception(_stopping_error())
 
-    def _handle(self, command: _Command) -> Any:
+    def _handle(self, command: Command) -> Any:
         """Run one command."""
-        if isinstance(command, _ProcessExited):
+        if isinstance(command, ProcessExitedCommand):
             key = command.key
             self._guarded(key.flow, key.run, lambda: self._on_exit(key, command.status))
             return None
-        if isinstance(command, _CompleteTask):
+        if isinstance(command, CompleteTaskCommand):
             self._guarded(command.flow, command.run, lambda: self._on_report(command))
             return None
-        if isinstance(command, _StartRun):
+        if isinstance(command, StartRunCommand):
             return self._on_start_run(command.request)
-        if isinstance(command, _CancelRun):
+        if isinstance(command, CancelRunCommand):
             return self._on_cancel(command.flow, command.run, command.reason)
-        if isinstance(command, _Stop):
+        if isinstance(command, StopCommand):
             self._on_stop(command.reason)
             return None
         raise TypeError(f"unknown scheduler command {command!r}")
@@ -457,23 +340,24 @@ class Scheduler:
             self._metadata.set_run_state(flow, run_id, RunState.FAILED, failure_message=message)
             self._events.publish(flow, run_id, RunFinished(RunState.FAILED, message))
             raise
-        state = _Run(flow, run_id, request, JoinPlanner(graph), self._events.open(flow, run_id))
+        log = self._events.open(flow, run_id)
+        state = ActiveRun(flow, run_id, request, JoinPlanner(graph), log)
         with self._runs_lock:
             self._runs[key] = state
-        params = _InputRef(PARAMETERS_TASK_ID, PARAMETERS_STEP, 0, ())
-        state.ready.append(_Pending(start.name, (), (params,)))
+        params = InputRef(PARAMETERS_TASK_ID, PARAMETERS_STEP, 0, ())
+        state.ready.append(PendingTask(start.name, (), (params,)))
         self._metadata.set_run_state(flow, run_id, RunState.RUNNING)
         self._dispatch(state)
         return self._metadata.get_run(flow, run_id)
 
     # --- dispatch ---------------------------------------------------------------------------
-    def _dispatch(self, run: _Run) -> None:
+    def _dispatch(self, run: ActiveRun) -> None:
         """Start ready tasks, oldest first, while the run has free worker slots."""
         limit = max(1, run.request.options.max_workers)
         while run.ready and not run.stopping and len(run.running) < limit:
             self._launch(run, run.ready.popleft())
 
-    def _launch(self, run: _Run, task: _Pending) -> None:
+    def _launch(self, run: ActiveRun, task: PendingTask) -> None:
         """Create (if new) and start one task attempt."""
         flow, run_id = run.flow, run.run_id
         if task.task_id is None:
@@ -487,11 +371,20 @@ class Scheduler:
             task.task_id = record.task_id
         key = TaskKey(flow, run_id, task.step, task.task_id, task.attempt)
         self._metadata.start_attempt(flow, run_id, task.task_id, task.attempt)
-        attempt = _Attempt(task, key)
+        attempt = RunningAttempt(task, key)
         run.running[task.task_id] = attempt
         run.events.append(TaskStarted(key.pathspec, key.attempt))
         try:
-            request = self._launch_request(run, task, key)
+            request = build_launch_request(
+                run,
+                task,
+                key,
+                metadata=self._metadata,
+                encode=self._encode,
+                core_address=self._core_address,
+                store=self._store_location,
+                layout=self._layout,
+            )
             attempt.handle = self._executor.launch(request)
         except Exception as error:
             if not isinstance(error, CoreError):
@@ -502,62 +395,10 @@ class Scheduler:
             )
             self._finish_attempt(run, attempt)
 
-    def _launch_request(self, run: _Run, task: _Pending, key: TaskKey) -> LaunchRequest:
-        """The executor's request for an attempt, with its serialized ``TaskSpec``."""
-        request = run.request
-        graph = request.graph
-        step = graph.step(task.step)
-        language = step_language(graph, step)
-        environment = request.environment
-        spec = TaskSpecData(
-            flow=run.flow,
-            run=run.run_id,
-            step=task.step,
-            task=key.task,
-            attempt=key.attempt,
-            inputs=tuple(self._input_data(run, ref) for ref in task.inputs),
-            foreach_stack=task.foreach_stack,
-            graph_bytes=request.graph_bytes,
-            max_num_splits=request.options.max_num_splits,
-            code_path=environment.code_path,
-            core_address=self._core_address,
-            store=self._store_location,
-            user=request.user,
-            tags=tuple(request.tags) + tuple(request.system_tags),
-            parameter_names=tuple(parameter.name for parameter in graph.parameters),
-            namespace=request.namespace,
-        )
-        return LaunchRequest(
-            key=key,
-            task_spec=self._encode(spec),
-            language=_LANGUAGES[language],
-            interpreter=environment.interpreters[language],
-            environment=environment.variables,
-            working_directory=environment.working_directory,
-            stdout_path=self._log_path(key, "stdout"),
-            stderr_path=self._log_path(key, "stderr"),
-            max_log_size_bytes=request.options.max_log_size_bytes,
-            decorators=tuple((d.name, d.attributes) for d in step.decorators),
-        )
-
-    def _input_data(self, run: _Run, ref: _InputRef) -> TaskInputData:
-        """An input task with the artifacts it stored, read from the store."""
-        artifacts = self._metadata.list_artifacts(run.flow, run.run_id, ref.task_id, ref.attempt)
-        return TaskInputData(
-            pathspec=run.pathspec(ref.step, ref.task_id),
-            step=ref.step,
-            artifacts=tuple(artifacts),
-            foreach_stack=ref.foreach_stack,
-        )
-
-    def _log_path(self, key: TaskKey, stream: LogStreamName) -> Path:
-        """Where an attempt's stream is stored."""
-        return self._layout.task_log_path(
-            key.flow, key.run, key.step, key.task, key.attempt, stream
-        )
-
     # --- reports and exits ----------------------------------------------------------------
-    def _find_attempt(self, flow: str, run_id: str, task_id: str) -> tuple[_Run, _Attempt] | None:
+    def _find_attempt(
+        self, flow: str, run_id: str, task_id: str
+    ) -> tuple[ActiveRun, RunningAttempt] | None:
         """The running attempt of a task, if any."""
         run = self._runs.get((flow, run_id))
         if run is None:
@@ -565,7 +406,7 @@ class Scheduler:
         attempt = run.running.get(task_id)
         return (run, attempt) if attempt is not None else None
 
-    def _on_report(self, report: _CompleteTask) -> None:
+    def _on_report(self, report: CompleteTaskCommand) -> None:
         """Record a worker's outcome (checked against the graph); finish the attempt if its
         process is gone already."""
         found = self._find_attempt(report.flow, report.run, report.task)
@@ -599,11 +440,9 @@ class Scheduler:
             self._finish_attempt(run, attempt)
             self._dispatch(run)
 
-    def _raise_not_running(self, report: _CompleteTask) -> NoReturn:
+    def _raise_not_running(self, report: CompleteTaskCommand) -> NoReturn:
         """Explain why a report has no running attempt to go to."""
-        name = (
-            f"flows/{report.flow}/runs/{report.run}/steps/{report.step}/tasks/{report.task}"
-        )
+        name = f"flows/{report.flow}/runs/{report.run}/steps/{report.step}/tasks/{report.task}"
         task = self._metadata.get_task(report.flow, report.run, report.task)  # NOT_FOUND
         if task.step_name != report.step:
             raise NotFoundError(f"task {name} does not exist", metadata={"name": name})
@@ -645,8 +484,8 @@ class Scheduler:
 
     def _record_verdict(
         self,
-        run: _Run,
-        attempt: _Attempt,
+        run: ActiveRun,
+        attempt: RunningAttempt,
         state: TaskState,
         message: str,
         *,
@@ -671,7 +510,7 @@ class Scheduler:
         attempt.failure_message = message if state is TaskState.FAILED else ""
         attempt.exception = exception
 
-    def _finish_attempt(self, run: _Run, attempt: _Attempt) -> None:
+    def _finish_attempt(self, run: ActiveRun, attempt: RunningAttempt) -> None:
         """Both report and exit are in: publish, then move the run along (or stop it)."""
         key = attempt.key
         del run.running[key.task]
@@ -704,56 +543,25 @@ class Scheduler:
         if will_retry:
             task = attempt.task
             task.attempt = key.attempt + 1
-            run.events.append(
-                RunMessage(f"retrying task {key.pathspec} (attempt {task.attempt})")
-            )
+            run.events.append(RunMessage(f"retrying task {key.pathspec} (attempt {task.attempt})"))
             run.ready.append(task)
             return
         self._fail_run(run, f"task {key.pathspec} failed: {attempt.failure_message}")
 
     # --- following the graph ----------------------------------------------------------------
-    def _advance(self, run: _Run, attempt: _Attempt, step: StepSpec, outcome: TaskOutcome) -> None:
+    def _advance(
+        self, run: ActiveRun, attempt: RunningAttempt, step: StepSpec, outcome: TaskOutcome
+    ) -> None:
         """Create the successors of a succeeded task, or finish the run after the end step."""
         key = attempt.key
         if is_terminal(step):
             self._finish_run(run, RunState.SUCCEEDED, end_task_id=key.task)
             return
-        source = _InputRef(key.task, key.step, key.attempt, attempt.task.foreach_stack)
-        for target_name in ordered_targets(step, outcome.next_steps):
-            target = run.graph.step(target_name)
-            if target.kind is StepKind.JOIN or target.is_join:
-                self._arrive_at_join(run, target, source)
-            elif step.transition.kind is TransitionKind.FOREACH:
-                splits = outcome.foreach_num_splits
-                reprs = outcome.foreach_value_reprs
-                for index in range(splits):
-                    frame = ForeachFrameRecord(
-                        step=step.name,
-                        var=step.transition.foreach_var,
-                        index=index,
-                        num_splits=splits,
-                        value_repr=reprs[index] if index < len(reprs) else "",
-                    )
-                    run.ready.append(
-                        _Pending(target_name, (*source.foreach_stack, frame), (source,))
-                    )
-            else:
-                run.ready.append(_Pending(target_name, source.foreach_stack, (source,)))
-
-    def _arrive_at_join(self, run: _Run, join: StepSpec, source: _InputRef) -> None:
-        """Add a task to the inputs its join collects; queue the join once complete."""
-        placement = run.planner.place(join, source.step, source.foreach_stack)
-        collector = run.joins.get(placement.key)
-        if collector is None:
-            collector = run.joins[placement.key] = JoinCollector(placement.expected)
-        if collector.add(placement.position, source):
-            del run.joins[placement.key]
-            run.ready.append(
-                _Pending(join.name, placement.join_stack, tuple(collector.ordered()))
-            )
+        source = InputRef(key.task, key.step, key.attempt, attempt.task.foreach_stack)
+        run.queue_successors(step, source, outcome)
 
     # --- ending runs --------------------------------------------------------------------------
-    def _fail_run(self, run: _Run, message: str) -> None:
+    def _fail_run(self, run: ActiveRun, message: str) -> None:
         """Stop a run: nothing new starts, running tasks are killed; it is marked FAILED once
         the last of them is gone."""
         if run.stopping:
@@ -773,7 +581,7 @@ class Scheduler:
                 self._executor.kill(attempt.handle)
 
     def _finish_run(
-        self, run: _Run, state: RunState, message: str = "", end_task_id: str = ""
+        self, run: ActiveRun, state: RunState, message: str = "", end_task_id: str = ""
     ) -> None:
         """Record the run's end and close its event stream."""
         for attempt in list(run.running.values()):  # nothing runs after the end step
@@ -817,5 +625,8 @@ class Scheduler:
                 self._finish_run(run, RunState.FAILED, run.stopping or reason)
             except Exception:
                 _log.exception("scheduler: could not fail run %s/%s", run.flow, run.run_id)
-        self._accepting = False
 
+
+def _stopping_error() -> CoreError:
+    """The answer to requests that arrive while the daemon stops."""
+    return CoreError("the daemon is stopping", code=ErrorCode.UNAVAILABLE, reason="DAEMON_STOPPING")

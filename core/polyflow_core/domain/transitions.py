@@ -55,9 +55,7 @@ def check_transition(
             )
         return ""
     if kind is TransitionKind.BRANCH:
-        if len(next_steps) != len(transition.targets) or set(next_steps) != set(
-            transition.targets
-        ):
+        if len(next_steps) != len(transition.targets) or set(next_steps) != set(transition.targets):
             return (
                 f"step {step.name!r} must go to all of {_names(transition.targets)} "
                 f"but its task went to {went}"
