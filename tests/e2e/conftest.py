@@ -28,7 +28,9 @@ class Project:
         env["POLYFLOW_DAEMON_IDLE_TIMEOUT"] = "120"
         return env
 
-    def run(self, *args: str, timeout: float = 240, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, timeout: float = 240, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Runs `python <args>` in the project folder and returns its output."""
         proc = subprocess.run(
             [sys.executable, *args],
@@ -41,7 +43,8 @@ class Project:
         )
         if check and proc.returncode != 0:
             raise AssertionError(
-                f"{' '.join(args)} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+                f"{' '.join(args)} exited {proc.returncode}\n"
+                f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
             )
         return proc
 

@@ -36,7 +36,12 @@ def _tutorials_dir() -> Path:
     # Ask the other interpreter where the package is, without importing it (importing metaflow
     # is slow and not needed to find files).
     out = subprocess.run(
-        [str(python), "-c", "import importlib.util as u; print(u.find_spec('metaflow').submodule_search_locations[0])"],
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u; "
+            "print(u.find_spec('metaflow').submodule_search_locations[0])",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -101,7 +106,13 @@ def test_playlist_parameters_include_file_branches(project: Project, tutorials: 
     bonus = _read(project, f"list({run}.data.bonus)")
     assert len(bonus) == 2 and "comedy" not in bonus[1].lower()
     # IncludeFile stored the file's content as an artifact.
-    assert _read(project, f"{run}['start'].task.data.movie_data == open({str(folder / 'movies.csv')!r}).read()") is True
+    assert (
+        _read(
+            project,
+            f"{run}['start'].task.data.movie_data == open({str(folder / 'movies.csv')!r}).read()",
+        )
+        is True
+    )
 
 
 def test_statistics_foreach_then_playlist_redux(project: Project, tutorials: Path) -> None:
@@ -123,5 +134,8 @@ def test_statistics_foreach_then_playlist_redux(project: Project, tutorials: Pat
     playlist_run = "Flow('PlayListFlow').latest_run"
     assert _read(project, f"{playlist_run}.successful") is True
     # The redux flow copied the statistics of the stats run through the client API.
-    assert _read(project, f"{playlist_run}['start'].task.data.genre_stats == {run}.data.genre_stats") is True
+    assert (
+        _read(project, f"{playlist_run}['start'].task.data.genre_stats == {run}.data.genre_stats")
+        is True
+    )
     assert _read(project, f"len({playlist_run}.data.playlist) > 0") is True

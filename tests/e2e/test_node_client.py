@@ -14,7 +14,7 @@ from .conftest import Project
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
-FLOW = '''
+FLOW = """
 from polyflow import FlowSpec, step
 
 
@@ -31,7 +31,7 @@ class GreetFlow(FlowSpec):
 
 if __name__ == "__main__":
     GreetFlow()
-'''
+"""
 
 
 def test_node_lists_runs_and_reads_artifact(project: Project) -> None:
@@ -41,9 +41,13 @@ def test_node_lists_runs_and_reads_artifact(project: Project) -> None:
     (project.path / "greet.py").write_text(FLOW)
     project.run("greet.py", "run")
     project.run("greet.py", "run")
-    address = project.python(
-        "from polyflow._daemon import resolve_endpoint; print(resolve_endpoint().address)"
-    ).strip().splitlines()[-1]
+    address = (
+        project.python(
+            "from polyflow._daemon import resolve_endpoint; print(resolve_endpoint().address)"
+        )
+        .strip()
+        .splitlines()[-1]
+    )
 
     proc = subprocess.run(
         [node, str(NODE_DIR / "list_runs.js"), address, "GreetFlow", "greeting"],
