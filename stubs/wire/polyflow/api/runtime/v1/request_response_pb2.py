@@ -27,7 +27,7 @@ from polyflow.api.metadata.v1 import message_pb2 as polyflow_dot_api_dot_metadat
 from polyflow.api.runtime.v1 import message_pb2 as polyflow_dot_api_dot_runtime_dot_v1_dot_message__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.polyflow/api/runtime/v1/request_response.proto\x12\x17polyflow.api.runtime.v1\x1a\"polyflow/api/common/v1/graph.proto\x1a&polyflow/api/metadata/v1/message.proto\x1a%polyflow/api/runtime/v1/message.proto\"H\n\x14ValidateGraphRequest\x12\x30\n\x05graph\x18\x01 \x01(\x0b\x32!.polyflow.api.common.v1.FlowGraph\"\x82\x01\n\x15ValidateGraphResponse\x12\x37\n\x08problems\x18\x01 \x03(\x0b\x32%.polyflow.api.runtime.v1.GraphProblem\x12\x30\n\x05graph\x18\x02 \x01(\x0b\x32!.polyflow.api.common.v1.FlowGraph\"\xd4\x02\n\x0fStartRunRequest\x12\x30\n\x05graph\x18\x01 \x01(\x0b\x32!.polyflow.api.common.v1.FlowGraph\x12@\n\x13parameter_artifacts\x18\x02 \x03(\x0b\x32#.polyflow.api.common.v1.ArtifactRef\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x34\n\x07options\x18\x04 \x01(\x0b\x32#.polyflow.api.runtime.v1.RunOptions\x12?\n\x0b\x65nvironment\x18\x05 \x01(\x0b\x32*.polyflow.api.runtime.v1.WorkerEnvironment\x12\x0c\n\x04user\x18\x06 \x01(\t\x12\x11\n\tnamespace\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x13\n\x0bsystem_tags\x18\t \x03(\t\">\n\x10StartRunResponse\x12*\n\x03run\x18\x01 \x01(\x0b\x32\x1d.polyflow.api.metadata.v1.Run\"L\n\x0fWatchRunRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x14\n\x0c\x65xclude_logs\x18\x03 \x01(\x08\"D\n\x10WatchRunResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.polyflow.api.runtime.v1.RunEvent\"/\n\x10\x43\x61ncelRunRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x11\x43\x61ncelRunResponse\x12*\n\x03run\x18\x01 \x01(\x0b\x32\x1d.polyflow.api.metadata.v1.Run\"k\n\x13\x43ompleteTaskRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x35\n\x07outcome\x18\x03 \x01(\x0b\x32$.polyflow.api.runtime.v1.TaskOutcome\"\x16\n\x14\x43ompleteTaskResponse\"\x16\n\x14GetServerInfoRequest\"\xab\x01\n\x15GetServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04root\x18\x03 \x01(\t\x12\x10\n\x08metadata\x18\x04 \x01(\t\x12\x35\n\x05store\x18\x05 \x01(\x0b\x32&.polyflow.api.runtime.v1.StoreLocation\x12\x0b\n\x03pid\x18\x06 \x01(\x03\x12\x0c\n\x04user\x18\x07 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n.polyflow/api/runtime/v1/request_response.proto\x12\x17polyflow.api.runtime.v1\x1a\"polyflow/api/common/v1/graph.proto\x1a&polyflow/api/metadata/v1/message.proto\x1a%polyflow/api/runtime/v1/message.proto\"H\n\x14ValidateGraphRequest\x12\x30\n\x05graph\x18\x01 \x01(\x0b\x32!.polyflow.api.common.v1.FlowGraph\"\x82\x01\n\x15ValidateGraphResponse\x12\x37\n\x08problems\x18\x01 \x03(\x0b\x32%.polyflow.api.runtime.v1.GraphProblem\x12\x30\n\x05graph\x18\x02 \x01(\x0b\x32!.polyflow.api.common.v1.FlowGraph\"\x91\x03\n\x0fStartRunRequest\x12\x30\n\x05graph\x18\x01 \x01(\x0b\x32!.polyflow.api.common.v1.FlowGraph\x12@\n\x13parameter_artifacts\x18\x02 \x03(\x0b\x32#.polyflow.api.common.v1.ArtifactRef\x12\x0c\n\x04tags\x18\x03 \x03(\t\x12\x34\n\x07options\x18\x04 \x01(\x0b\x32#.polyflow.api.runtime.v1.RunOptions\x12?\n\x0b\x65nvironment\x18\x05 \x01(\x0b\x32*.polyflow.api.runtime.v1.WorkerEnvironment\x12\x0c\n\x04user\x18\x06 \x01(\t\x12\x11\n\tnamespace\x18\x07 \x01(\t\x12\x12\n\nrequest_id\x18\x08 \x01(\t\x12\x13\n\x0bsystem_tags\x18\t \x03(\t\x12\x12\n\norigin_run\x18\n \x01(\t\x12\x13\n\x0bresume_step\x18\x0b \x01(\t\x12\x12\n\nclone_only\x18\x0c \x01(\x08\">\n\x10StartRunResponse\x12*\n\x03run\x18\x01 \x01(\x0b\x32\x1d.polyflow.api.metadata.v1.Run\"L\n\x0fWatchRunRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x14\n\x0c\x65xclude_logs\x18\x03 \x01(\x08\"D\n\x10WatchRunResponse\x12\x30\n\x05\x65vent\x18\x01 \x01(\x0b\x32!.polyflow.api.runtime.v1.RunEvent\"/\n\x10\x43\x61ncelRunRequest\x12\x0b\n\x03run\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"?\n\x11\x43\x61ncelRunResponse\x12*\n\x03run\x18\x01 \x01(\x0b\x32\x1d.polyflow.api.metadata.v1.Run\"k\n\x13\x43ompleteTaskRequest\x12\x0c\n\x04task\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x35\n\x07outcome\x18\x03 \x01(\x0b\x32$.polyflow.api.runtime.v1.TaskOutcome\"\x16\n\x14\x43ompleteTaskResponse\"\x16\n\x14GetServerInfoRequest\"\xab\x01\n\x15GetServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0c\n\x04root\x18\x03 \x01(\t\x12\x10\n\x08metadata\x18\x04 \x01(\t\x12\x35\n\x05store\x18\x05 \x01(\x0b\x32&.polyflow.api.runtime.v1.StoreLocation\x12\x0b\n\x03pid\x18\x06 \x01(\x03\x12\x0c\n\x04user\x18\x07 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,23 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALIDATEGRAPHRESPONSE']._serialized_start=265
   _globals['_VALIDATEGRAPHRESPONSE']._serialized_end=395
   _globals['_STARTRUNREQUEST']._serialized_start=398
-  _globals['_STARTRUNREQUEST']._serialized_end=738
-  _globals['_STARTRUNRESPONSE']._serialized_start=740
-  _globals['_STARTRUNRESPONSE']._serialized_end=802
-  _globals['_WATCHRUNREQUEST']._serialized_start=804
-  _globals['_WATCHRUNREQUEST']._serialized_end=880
-  _globals['_WATCHRUNRESPONSE']._serialized_start=882
-  _globals['_WATCHRUNRESPONSE']._serialized_end=950
-  _globals['_CANCELRUNREQUEST']._serialized_start=952
-  _globals['_CANCELRUNREQUEST']._serialized_end=999
-  _globals['_CANCELRUNRESPONSE']._serialized_start=1001
-  _globals['_CANCELRUNRESPONSE']._serialized_end=1064
-  _globals['_COMPLETETASKREQUEST']._serialized_start=1066
-  _globals['_COMPLETETASKREQUEST']._serialized_end=1173
-  _globals['_COMPLETETASKRESPONSE']._serialized_start=1175
-  _globals['_COMPLETETASKRESPONSE']._serialized_end=1197
-  _globals['_GETSERVERINFOREQUEST']._serialized_start=1199
-  _globals['_GETSERVERINFOREQUEST']._serialized_end=1221
-  _globals['_GETSERVERINFORESPONSE']._serialized_start=1224
-  _globals['_GETSERVERINFORESPONSE']._serialized_end=1395
+  _globals['_STARTRUNREQUEST']._serialized_end=799
+  _globals['_STARTRUNRESPONSE']._serialized_start=801
+  _globals['_STARTRUNRESPONSE']._serialized_end=863
+  _globals['_WATCHRUNREQUEST']._serialized_start=865
+  _globals['_WATCHRUNREQUEST']._serialized_end=941
+  _globals['_WATCHRUNRESPONSE']._serialized_start=943
+  _globals['_WATCHRUNRESPONSE']._serialized_end=1011
+  _globals['_CANCELRUNREQUEST']._serialized_start=1013
+  _globals['_CANCELRUNREQUEST']._serialized_end=1060
+  _globals['_CANCELRUNRESPONSE']._serialized_start=1062
+  _globals['_CANCELRUNRESPONSE']._serialized_end=1125
+  _globals['_COMPLETETASKREQUEST']._serialized_start=1127
+  _globals['_COMPLETETASKREQUEST']._serialized_end=1234
+  _globals['_COMPLETETASKRESPONSE']._serialized_start=1236
+  _globals['_COMPLETETASKRESPONSE']._serialized_end=1258
+  _globals['_GETSERVERINFOREQUEST']._serialized_start=1260
+  _globals['_GETSERVERINFOREQUEST']._serialized_end=1282
+  _globals['_GETSERVERINFORESPONSE']._serialized_start=1285
+  _globals['_GETSERVERINFORESPONSE']._serialized_end=1456
 # @@protoc_insertion_point(module_scope)

@@ -94,6 +94,9 @@ class StartRunRequest(_message.Message):
     NAMESPACE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     SYSTEM_TAGS_FIELD_NUMBER: _builtins.int
+    ORIGIN_RUN_FIELD_NUMBER: _builtins.int
+    RESUME_STEP_FIELD_NUMBER: _builtins.int
+    CLONE_ONLY_FIELD_NUMBER: _builtins.int
     user: _builtins.str
     """The user starting the run. Default: the daemon's user."""
     namespace: _builtins.str
@@ -103,6 +106,23 @@ class StartRunRequest(_message.Message):
     request_id: _builtins.str
     """Client-chosen id making the call idempotent: a retried call with the same
     id returns the run it created. Optional.
+    """
+    origin_run: _builtins.str
+    """Resume: the resource name ("flows/{flow}/runs/{run}") of the run to resume.
+    When set, the new run clones, by reference, every task of the origin run that
+    succeeded and whose inputs were all cloned, and runs the rest. Parameters
+    come from the origin run: `parameter_artifacts` must then be empty
+    (INVALID_ARGUMENT otherwise). NOT_FOUND when the origin run is absent;
+    FAILED_PRECONDITION when it belongs to another flow or is still running.
+    """
+    resume_step: _builtins.str
+    """Resume only: re-run this step and every step after it even where the origin
+    run's tasks succeeded. Empty re-runs from the first failed or never-run
+    tasks. INVALID_ARGUMENT when the step is not in the graph.
+    """
+    clone_only: _builtins.bool
+    """Resume only: clone the tasks that would be cloned and run nothing else; the
+    run then ends SUCCEEDED if the end step was cloned, else FAILED.
     """
     @_builtins.property
     def graph(self) -> _graph_pb2.FlowGraph:
@@ -145,10 +165,13 @@ class StartRunRequest(_message.Message):
         namespace: _builtins.str = ...,
         request_id: _builtins.str = ...,
         system_tags: _abc.Iterable[_builtins.str] | None = ...,
+        origin_run: _builtins.str = ...,
+        resume_step: _builtins.str = ...,
+        clone_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "graph", b"graph", "options", b"options"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["environment", b"environment", "graph", b"graph", "namespace", b"namespace", "options", b"options", "parameter_artifacts", b"parameter_artifacts", "request_id", b"request_id", "system_tags", b"system_tags", "tags", b"tags", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["clone_only", b"clone_only", "environment", b"environment", "graph", b"graph", "namespace", b"namespace", "options", b"options", "origin_run", b"origin_run", "parameter_artifacts", b"parameter_artifacts", "request_id", b"request_id", "resume_step", b"resume_step", "system_tags", b"system_tags", "tags", b"tags", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
