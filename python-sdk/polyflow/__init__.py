@@ -14,6 +14,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from polyflow._authoring.builtin_decorators import (
+        catch,
+        environment,
+        resources,
+        retry,
+        timeout,
+    )
     from polyflow._authoring.current import current
     from polyflow._authoring.flowspec import FlowSpec
     from polyflow._authoring.parameters import IncludeFile, JSONType, Parameter
@@ -32,6 +39,7 @@ if TYPE_CHECKING:
         namespace,
     )
     from polyflow.exceptions import (
+        CaughtException,
         DaemonError,
         GraphError,
         InvalidNextError,
@@ -43,11 +51,13 @@ if TYPE_CHECKING:
         ParameterError,
         PolyflowError,
         RPCError,
+        StepTimeoutError,
         TaskFailedError,
         UnhandledInMergeArtifactsError,
     )
 
 __all__ = [
+    "CaughtException",
     "DaemonError",
     "DataArtifact",
     "Flow",
@@ -69,15 +79,21 @@ __all__ = [
     "RPCError",
     "Run",
     "Step",
+    "StepTimeoutError",
     "Task",
     "TaskFailedError",
     "UnhandledInMergeArtifactsError",
+    "catch",
     "current",
     "default_namespace",
+    "environment",
     "get_metadata",
     "get_namespace",
     "namespace",
+    "resources",
+    "retry",
     "step",
+    "timeout",
 ]
 
 _AUTHORING = {
@@ -87,6 +103,12 @@ _AUTHORING = {
     "JSONType": "polyflow._authoring.parameters",
     "IncludeFile": "polyflow._authoring.parameters",
     "current": "polyflow._authoring.current",
+    # The built-in step decorators, served with their typed signatures (a plugin's
+    # decorator is served by name from the registry, see _step_decorator).
+    **dict.fromkeys(
+        ("retry", "catch", "timeout", "environment", "resources"),
+        "polyflow._authoring.builtin_decorators",
+    ),
 }
 _CLIENT = (
     "DataArtifact",
@@ -102,6 +124,7 @@ _CLIENT = (
     "namespace",
 )
 _EXCEPTIONS = (
+    "CaughtException",
     "DaemonError",
     "GraphError",
     "InvalidNextError",
@@ -113,6 +136,7 @@ _EXCEPTIONS = (
     "ParameterError",
     "PolyflowError",
     "RPCError",
+    "StepTimeoutError",
     "TaskFailedError",
     "UnhandledInMergeArtifactsError",
 )

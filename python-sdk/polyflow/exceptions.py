@@ -14,6 +14,9 @@ The tree::
     │   ├── UnhandledInMergeArtifactsError   a name has different values across inputs
     │   └── MissingInMergeArtifactsError     an ``include`` name is in no input
     ├── TaskFailedError                a task failed (user code, signal, lost worker)
+    ├── StepTimeoutError               a step ran over its ``@timeout`` (also a TimeoutError)
+    ├── FailureHandledByCatchError     ``@catch``'s fallback attempt: an earlier attempt
+    │                                  failed where no exception could be caught
     ├── NamespaceMismatchError         the object is outside the current namespace
     ├── DaemonError                    the core daemon cannot be started or reached
     ├── InvalidPathspecError           a client pathspec is malformed (also a ValueError)
@@ -34,6 +37,9 @@ The tree::
 Every constructor takes the message as its only required argument and keeps the other
 values as keyword arguments with defaults, so the errors pickle (``BaseException.__reduce__``
 re-creates them from ``args`` and restores ``__dict__``).
+
+:class:`CaughtException` is not an error but what ``@catch`` stores in its variable: a
+picklable description of the exception it caught.
 """
 
 from __future__ import annotations
@@ -43,10 +49,12 @@ from dataclasses import dataclass
 
 __all__ = [
     "AlreadyExistsError",
+    "CaughtException",
     "DaemonError",
     "DataLossError",
     "DeadlineExceededError",
     "FailedPreconditionError",
+    "FailureHandledByCatchError",
     "GraphError",
     "GraphProblem",
     "InternalError",
@@ -62,6 +70,7 @@ __all__ = [
     "PolyflowError",
     "RPCError",
     "ResourceExhaustedError",
+    "StepTimeoutError",
     "TaskFailedError",
     "UnauthenticatedError",
     "UnavailableError",
@@ -209,6 +218,65 @@ class TaskFailedError(PolyflowError):
         self.pathspec = pathspec
         self.exception_type = exception_type
         self.traceback = traceback
+
+
+class StepTimeoutError(PolyflowError, TimeoutError):
+    """A step's code ran over its ``@timeout`` (Metaflow's ``TimeoutException``).
+
+    Raised inside the step's code when the limit is reached, so ``@retry`` and ``@catch``
+    treat it as any other failure.
+    """
+
+    def __init__(self, message: str = "", *, seconds: float = 0.0) -> None:
+        """Create the error.
+
+        Args:
+            message: Names the step and the limit.
+            seconds: The limit, in seconds.
+        """
+        super().__init__(message)
+        self.seconds = seconds
+
+
+class FailureHandledByCatchError(PolyflowError):
+    """What ``@catch`` records on its fallback attempt.
+
+    An attempt of the step failed where its own ``@catch`` could not catch anything (the
+    worker was killed, crashed, or stopped by the core's ``@timeout`` backstop). The core
+    then runs one more attempt, which does not run the step's code: it raises this error,
+    whose message repeats the earlier failure, and ``@catch`` stores it.
+    """
+
+
+@dataclass(frozen=True)
+class CaughtException:
+    """An exception ``@catch`` caught, as stored in its ``var`` artifact.
+
+    Only text is kept, so the value loads anywhere, without the classes of the task that
+    raised it (Metaflow's ``MetaflowExceptionWrapper``).
+    """
+
+    type: str
+    """Qualified type of the exception, e.g. ``builtins.ValueError``."""
+    message: str
+    """``str()`` of the exception."""
+    traceback: str
+    """The formatted traceback."""
+
+    @property
+    def exception(self) -> str:
+        """The message (the name Metaflow's wrapper uses)."""
+        return self.message
+
+    @property
+    def stacktrace(self) -> str:
+        """The traceback (the name Metaflow's wrapper uses)."""
+        return self.traceback
+
+    def __str__(self) -> str:
+        """``<type>: <message>``, after the traceback when there is one."""
+        head = f"{self.type}: {self.message}" if self.message else self.type
+        return f"{self.traceback.rstrip()}" if self.traceback else head
 
 
 class NamespaceMismatchError(PolyflowError):

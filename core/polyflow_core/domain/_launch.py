@@ -1,5 +1,10 @@
 """Assembles what an executor needs to start a task attempt: the ``TaskSpec`` content (with
-the inputs' artifact references read from the metadata store) and the launch settings."""
+the inputs' artifact references read from the metadata store) and the launch settings.
+
+The launch-side effects of the built-in decorators are applied here, so that every executor
+gets them: ``@environment``'s variables are added to the worker's environment, and the
+worker learns how many retries ``@retry`` allows (``@catch``'s fallback attempt comes after).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from polyflow_core.domain.execution import (
     step_language,
 )
 from polyflow_core.domain.model import Language
+from polyflow_core.domain.step_decorators import environment_variables, retry_settings
 from polyflow_core.executors.base import LaunchRequest, TaskKey, WorkerLanguage
 from polyflow_core.metadata.base import MetadataStore
 from polyflow_core.paths import RootLayout
@@ -60,13 +66,17 @@ def build_launch_request(
         tags=tuple(request.tags) + tuple(request.system_tags),
         parameter_names=tuple(parameter.name for parameter in graph.parameters),
         namespace=request.namespace,
+        max_user_code_retries=retry_settings(step).times,
+        previous_failure_message=task.previous_failure if key.attempt else "",
     )
+    variables = dict(environment.variables)
+    variables.update(environment_variables(step))
     return LaunchRequest(
         key=key,
         task_spec=encode(spec),
         language=_LANGUAGES[language],
         interpreter=environment.interpreters[language],
-        environment=environment.variables,
+        environment=variables,
         working_directory=environment.working_directory,
         stdout_path=layout.task_log_path(
             key.flow, key.run, key.step, key.task, key.attempt, "stdout"

@@ -16,6 +16,7 @@ from polyflow_core.domain.events import EventHub, LogLine, RunEventLog
 from polyflow_core.domain.execution import RunRequest, TaskOutcome
 from polyflow_core.domain.joins import JoinCollector, JoinPlanner
 from polyflow_core.domain.model import FlowGraph, StepKind, StepSpec, TransitionKind
+from polyflow_core.domain.tags import TagChange
 from polyflow_core.domain.transitions import ordered_targets
 from polyflow_core.executors.base import ExitStatus, TaskHandle, TaskKey
 from polyflow_core.metadata.base import ExceptionRecord, ForeachFrameRecord, TaskState
@@ -33,6 +34,7 @@ __all__ = [
     "RunningAttempt",
     "StartRunCommand",
     "StopCommand",
+    "UpdateRunTagsCommand",
 ]
 
 
@@ -56,6 +58,7 @@ class PendingTask:
     inputs: tuple[InputRef, ...]
     task_id: str | None = None
     attempt: int = 0
+    previous_failure: str = ""  # why the previous attempt failed (for a retry)
 
 
 @dataclass(eq=False)
@@ -71,6 +74,7 @@ class RunningAttempt:
     outcome: TaskOutcome | None = None
     exit: ExitStatus | None = None
     kill_reason: str = ""
+    timeout_message: str = ""  # set when the @timeout backstop killed the worker
 
 
 @dataclass(eq=False)
@@ -177,6 +181,14 @@ class StopCommand(Command):
     reason: str
 
 
+@dataclass(eq=False)
+class UpdateRunTagsCommand(Command):
+    flow: str
+    run: str
+    change: TagChange
+    request_id: str
+
+
 class ExecutorEvents:
     """Receives the executor's reports on its threads: log lines go straight to the run's
     event log (they change no metadata), exits are queued for the scheduler thread."""
@@ -192,3 +204,10 @@ class ExecutorEvents:
     def on_exit(self, key: TaskKey, status: ExitStatus) -> None:
         """Queue the exit for the scheduler thread."""
         self._commands.put(ProcessExitedCommand(key, status))
+
+    def on_report(self, key: TaskKey, outcome: TaskOutcome) -> None:
+        """Queue a worker's outcome that came through the executor rather than
+        ``CompleteTask`` (pre-forked workers); nobody waits for the answer. Executors call it
+        before :meth:`on_exit` for the same attempt."""
+        command = CompleteTaskCommand(key.flow, key.run, key.step, key.task, key.attempt, outcome)
+        self._commands.put(command)

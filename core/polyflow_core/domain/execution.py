@@ -182,6 +182,11 @@ class TaskSpecData:
     """The run this one resumed, if any."""
     token: str = ""
     """Bearer token for the worker's calls, when the core wants one."""
+    max_user_code_retries: int = 0
+    """Retries of the step's code (``@retry``'s ``times``); a later attempt is ``@catch``'s
+    fallback attempt."""
+    previous_failure_message: str = ""
+    """Why the previous attempt failed (empty on the first attempt)."""
 
 
 TaskSpecEncoder = Callable[[TaskSpecData], bytes]

@@ -13,6 +13,10 @@ The rules follow Metaflow's linter as users meet it:
   ``end`` is ambiguous; a flow of one step uses it as both. Nothing leads into the start,
   and the end has no ``next`` call and takes no ``inputs``.
 * Transitions: every other step ends with a well-formed ``next`` call to known steps.
+* Decorators: the built-in ones the core acts on (``retry``, ``catch``, ``timeout``,
+  ``environment``, ``resources``) have known attributes of the right types; ``retry`` leaves
+  a task at most six attempts; ``catch`` is not put on a foreach or switch step (see
+  :mod:`polyflow_core.domain.step_decorators`).
 * Shape: no loops except a switch pointing at itself (recursion); every step is reachable
   from the start; splits (branch, foreach) and joins nest like parentheses. A switch is not
   a split: its cases are alternatives, so they carry the same open splits and may meet again
@@ -33,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from polyflow_core.domain import step_decorators
 from polyflow_core.domain.model import FlowGraph, StepKind, StepSpec, TransitionKind
 
 RESERVED_STEP_NAMES = frozenset({"name", "next", "input", "index", "cmd"})
@@ -74,6 +79,9 @@ class Rule(StrEnum):
     JOIN_PATH_MISMATCH = "JOIN_PATH_MISMATCH"
     CROSS_JOIN = "CROSS_JOIN"
     MERGE_WITHOUT_JOIN = "MERGE_WITHOUT_JOIN"
+    DECORATOR_ATTRIBUTE = step_decorators.RULE_DECORATOR_ATTRIBUTE
+    TOO_MANY_RETRIES = step_decorators.RULE_TOO_MANY_RETRIES
+    CATCH_ON_SPLIT = step_decorators.RULE_CATCH_ON_SPLIT
 
 
 RULE_DESCRIPTIONS: Mapping[Rule, str] = {
@@ -107,6 +115,9 @@ RULE_DESCRIPTIONS: Mapping[Rule, str] = {
     Rule.JOIN_PATH_MISMATCH: "a join is not reached by every branch of the split it closes",
     Rule.CROSS_JOIN: "a join gathers paths that come from different splits",
     Rule.MERGE_WITHOUT_JOIN: "branches of a split meet at a step that is not a join",
+    Rule.DECORATOR_ATTRIBUTE: "a built-in decorator has an unknown attribute or a bad value",
+    Rule.TOO_MANY_RETRIES: "@retry(times=N) with N + 2 above six attempts",
+    Rule.CATCH_ON_SPLIT: "@catch is on a foreach or switch step",
 }
 """One line per rule, for documentation and ``check --explain`` style output."""
 
@@ -279,11 +290,12 @@ class _Reporter:
         *,
         at_transition: bool = False,
         step: StepSpec | None = None,
+        line: int = 0,
     ) -> None:
-        """Records a problem at a step (``step`` overrides the lookup, for duplicates)."""
+        """Records a problem at a step (``step`` overrides the lookup, for duplicates; a
+        positive ``line``, e.g. a decorator's, overrides the step's)."""
         spec = step if step is not None else self._first.get(name)
-        line = 0
-        if spec is not None:
+        if spec is not None and line <= 0:
             line = spec.line
             # The ``next`` call's own line points at the mistake more closely, when known.
             if at_transition and spec.transition.line > 0:
@@ -356,12 +368,21 @@ class _Validator:
         self.check_reachability()
         switched_joins = self.check_local_shapes()
         self.walk_splits(acyclic, switched_joins)
+        self.check_decorators()
         return ValidationResult(
             problems=self.report.sorted(),
             graph=self.derived_graph(),
             start=self.start,
             end=self.end,
         )
+
+    def check_decorators(self) -> None:
+        """The built-in decorators' attributes and placement."""
+        for step in self.steps.values():
+            for problem in step_decorators.decorator_problems(step, self.graph):
+                self.report.at_step(
+                    Rule(problem.rule), step.name, problem.message, line=problem.line
+                )
 
     def structural(self, rule: Rule, name: str, message: str, *, at_transition: bool) -> None:
         """Reports a problem that makes the split/join balance moot at this step."""

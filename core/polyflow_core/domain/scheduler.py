@@ -1,18 +1,25 @@
 """The run state machine: one thread that starts runs, dispatches tasks and follows the graph.
 
 Every change of run or task state happens on the scheduler thread, which consumes a queue of
-commands (start a run, a worker's report, a process exit, cancel a run, stop). That makes it
-the only caller of the metadata store's write methods (the store needs no writer locking) and
-keeps the state below free of locks. Callers on other threads (gRPC servicers, the executor's
-threads) enqueue a command and, when they need an answer, wait on its future; the scheduler
-resolves it only after the change is durable.
+commands (start a run, a worker's report, a process exit, cancel a run, change a run's user
+tags, stop). That makes it the only caller of the metadata store's write methods (the store
+needs no writer locking) and keeps the state below free of locks. Callers on other threads
+(gRPC servicers, the executor's threads) enqueue a command and, when they need an answer, wait
+on its future; the scheduler resolves it only after the change is durable.
 
 A task attempt is finished when both its worker's report (``CompleteTask``) and its process
 exit have been seen, in either order: the report is recorded as soon as it arrives (so it is
 durable before the worker is told so), the successors are created once the process is gone.
-An exit without a report fails the attempt. Any failed task (after its retries, none for now:
-see :func:`no_retries`) fails the run: its running tasks are killed, nothing new starts, and
+An exit without a report fails the attempt. A failed attempt is run again while the retry
+policy allows (by default :func:`~polyflow_core.domain.step_decorators.retry_policy`: the
+step's ``@retry`` plus ``@catch``'s fallback attempt), after the retry delay. Any task that
+failed its last attempt fails the run: its running tasks are killed, nothing new starts, and
 the run is marked FAILED once the last of them is gone.
+
+Timers (a retry waiting out its delay, the ``@timeout`` backstop that kills a worker still
+running past its limit) sit in a heap the scheduler thread serves between commands: the
+thread waits on the command queue only until the next timer is due, so nothing blocks it and
+no other thread touches run state.
 
 Dispatch is FIFO per run with at most ``max_workers`` attempts running; ready tasks wait in a
 deque and are created in the metadata store when they start, so a foreach of thousands of
@@ -21,9 +28,12 @@ splits costs O(1) per task.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -41,6 +51,7 @@ from polyflow_core.domain._run_state import (
     RunningAttempt,
     StartRunCommand,
     StopCommand,
+    UpdateRunTagsCommand,
 )
 from polyflow_core.domain.events import (
     EventHub,
@@ -58,6 +69,15 @@ from polyflow_core.domain.execution import (
 )
 from polyflow_core.domain.joins import JoinError, JoinPlanner
 from polyflow_core.domain.model import Language, StepSpec
+from polyflow_core.domain.step_decorators import (
+    backstop_seconds,
+    describe_seconds,
+    retry_delay_seconds,
+    task_metadata,
+    timeout_seconds,
+)
+from polyflow_core.domain.step_decorators import retry_policy as decorator_retry_policy
+from polyflow_core.domain.tags import RunTagEditor, TagChange
 from polyflow_core.domain.transitions import check_transition, is_terminal
 from polyflow_core.errors import CoreError, ErrorCode, FailedPreconditionError, NotFoundError
 from polyflow_core.executors.base import (
@@ -75,12 +95,15 @@ from polyflow_core.metadata.base import (
 )
 from polyflow_core.paths import RootLayout
 
-__all__ = ["RetryPolicy", "Scheduler", "no_retries"]
+__all__ = ["RetryDelay", "RetryPolicy", "Scheduler", "no_retries"]
 
 _log = logging.getLogger(__name__)
 
 RetryPolicy = Callable[[StepSpec], int]
 """How many times a failed task of a step is retried (0: never)."""
+
+RetryDelay = Callable[[StepSpec, int], float]
+"""Seconds to wait before running a task of a step again after ``attempt`` failed."""
 
 RESTART_MESSAGE = "the daemon stopped before the run finished"
 """Failure message of runs found unfinished when a daemon starts."""
@@ -89,11 +112,11 @@ _LANGUAGES: dict[Language, WorkerLanguage] = {Language.PYTHON: "python", Languag
 
 
 def no_retries(step: StepSpec) -> int:
-    """The retry policy for now: never retry.
+    """A retry policy that never retries (for tests and embedding).
 
-    This is the seam for ``@retry``: a policy reads the step's decorators (``times`` of
-    ``retry``) and returns the number of extra attempts; the scheduler already re-queues a
-    failed task as its next attempt while ``attempt < policy(step)``.
+    The default policy is :func:`~polyflow_core.domain.step_decorators.retry_policy`, which
+    reads the step's ``retry`` and ``catch``; the scheduler re-queues a failed task as its
+    next attempt while ``attempt < policy(step)``.
     """
     del step
     return 0
@@ -110,7 +133,11 @@ class Scheduler:
         layout: The root's layout (log file paths).
         core_address: The address workers call back on.
         encode_task_spec: Serializes a task spec for the worker.
-        retry_policy: Extra attempts per step; :func:`no_retries` for now.
+        retry_policy: Extra attempts per step (default: from ``@retry`` and ``@catch``).
+        retry_delay: Wait before an attempt that follows a failure (default: ``@retry``'s
+            ``minutes_between_retries``, none before ``@catch``'s fallback attempt).
+        timeout_backstop: Seconds after launch at which a worker of a step with a
+            ``@timeout`` of the given seconds is killed if still running.
     """
 
     def __init__(
@@ -123,7 +150,9 @@ class Scheduler:
         layout: RootLayout,
         core_address: str,
         encode_task_spec: TaskSpecEncoder,
-        retry_policy: RetryPolicy = no_retries,
+        retry_policy: RetryPolicy = decorator_retry_policy,
+        retry_delay: RetryDelay = retry_delay_seconds,
+        timeout_backstop: Callable[[float], float] = backstop_seconds,
     ) -> None:
         self._metadata = metadata
         self._blobs = blobs
@@ -133,7 +162,13 @@ class Scheduler:
         self._core_address = core_address
         self._encode = encode_task_spec
         self._retry_policy = retry_policy
+        self._retry_delay = retry_delay
+        self._timeout_backstop = timeout_backstop
+        # Timers of the scheduler thread: (due on the monotonic clock, order, action).
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._timer_order = itertools.count()
         self._store_location = blobs.location()
+        self._tags = RunTagEditor(metadata)  # user tag changes, applied on this thread
         self._commands: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._runs: dict[tuple[str, str], ActiveRun] = {}
         self._runs_lock = threading.Lock()  # guards the size of _runs for other threads
@@ -216,6 +251,20 @@ class Scheduler:
         record: RunRecord = self._call(CancelRunCommand(flow, run, reason or "cancelled"))
         return record
 
+    def update_run_tags(
+        self, flow_id: str, run_id: str, change: TagChange, request_id: str = ""
+    ) -> RunRecord:
+        """Change a run's user tags on the scheduler thread, so that the metadata store keeps
+        one writer (see :class:`~polyflow_core.domain.tags.RunTagEditor`); returns the run,
+        its graph left empty, once the change is durable.
+
+        Raises:
+            NotFoundError: No such run.
+            InvalidArgumentError: A system tag would change, or too many tags would remain.
+        """
+        record: RunRecord = self._call(UpdateRunTagsCommand(flow_id, run_id, change, request_id))
+        return record
+
     def _call(self, command: Command) -> Any:
         """Queue a command and wait for its answer."""
         with self._accept_lock:  # never queue behind the last command the thread will read
@@ -239,9 +288,13 @@ class Scheduler:
 
     # --- the scheduler thread -------------------------------------------------------------
     def _loop(self) -> None:
-        """Consume commands until stopped."""
+        """Consume commands until stopped, running timers as they fall due."""
         while True:
-            command = self._commands.get()
+            try:
+                command = self._commands.get(timeout=self._until_next_timer())
+            except queue.Empty:
+                self._run_due_timers()
+                continue
             try:
                 result = self._handle(command)
             except BaseException as error:  # the thread must outlive any one command
@@ -252,6 +305,7 @@ class Scheduler:
                 command.future.set_result(result)
             if isinstance(command, StopCommand):
                 break
+            self._run_due_timers()
         with self._accept_lock:
             self._accepting = False
         # Answer whatever arrived while stopping, so no caller waits forever.
@@ -261,6 +315,27 @@ class Scheduler:
             except queue.Empty:
                 return
             late.future.set_exception(_stopping_error())
+
+    def _after(self, delay: float, action: Callable[[], None]) -> None:
+        """Run ``action`` on the scheduler thread ``delay`` seconds from now."""
+        due = time.monotonic() + max(0.0, delay)
+        heapq.heappush(self._timers, (due, next(self._timer_order), action))
+
+    def _until_next_timer(self) -> float | None:
+        """Seconds until the next timer is due (None: no timer)."""
+        if not self._timers:
+            return None
+        return max(0.0, self._timers[0][0] - time.monotonic())
+
+    def _run_due_timers(self) -> None:
+        """Run every timer that is due, oldest first."""
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, action = heapq.heappop(self._timers)
+            try:
+                action()
+            except Exception:  # already logged (and its run failed) by _guarded
+                _log.debug("scheduler: a timer failed", exc_info=True)
 
     def _handle(self, command: Command) -> Any:
         """Run one command."""
@@ -278,6 +353,8 @@ class Scheduler:
         if isinstance(command, StopCommand):
             self._on_stop(command.reason)
             return None
+        if isinstance(command, UpdateRunTagsCommand):
+            return self._tags.apply(command.flow, command.run, command.change, command.request_id)
         raise TypeError(f"unknown scheduler command {command!r}")
 
     def _guarded(self, flow: str, run_id: str, action: Callable[[], None]) -> None:
@@ -360,6 +437,7 @@ class Scheduler:
     def _launch(self, run: ActiveRun, task: PendingTask) -> None:
         """Create (if new) and start one task attempt."""
         flow, run_id = run.flow, run.run_id
+        step = run.graph.step(task.step)
         if task.task_id is None:
             record = self._metadata.create_task(
                 flow_id=flow,
@@ -367,6 +445,7 @@ class Scheduler:
                 step_name=task.step,
                 foreach_stack=task.foreach_stack,
                 input_tasks=[run.pathspec(i.step, i.task_id) for i in task.inputs],
+                metadata=task_metadata(step) or None,
             )
             task.task_id = record.task_id
         key = TaskKey(flow, run_id, task.step, task.task_id, task.attempt)
@@ -386,6 +465,12 @@ class Scheduler:
                 layout=self._layout,
             )
             attempt.handle = self._executor.launch(request)
+            limit = timeout_seconds(step)
+            if limit > 0:
+                self._after(
+                    self._timeout_backstop(limit),
+                    lambda: self._guarded(flow, run_id, lambda: self._on_deadline(key, limit)),
+                )
         except Exception as error:
             if not isinstance(error, CoreError):
                 _log.exception("scheduler: could not launch %s", key.pathspec)
@@ -394,6 +479,25 @@ class Scheduler:
                 run, attempt, TaskState.FAILED, f"could not start the task: {error}"
             )
             self._finish_attempt(run, attempt)
+
+    def _on_deadline(self, key: TaskKey, limit: float) -> None:
+        """The ``@timeout`` backstop: kill the attempt if its worker is still running."""
+        found = self._find_attempt(key.flow, key.run, key.task)
+        if found is None or found[1].key != key or found[1].exit is not None:
+            return  # finished in time
+        run, attempt = found
+        limit_text = describe_seconds(limit)
+        attempt.timeout_message = (
+            f"the step ran over its @timeout of {limit_text} and the core stopped its worker"
+        )
+        run.events.append(
+            RunMessage(
+                f"task {key.pathspec} is still running past its @timeout of {limit_text}: "
+                "stopping it"
+            )
+        )
+        if attempt.handle is not None:
+            self._executor.kill(attempt.handle)
 
     # --- reports and exits ----------------------------------------------------------------
     def _find_attempt(
@@ -463,6 +567,8 @@ class Scheduler:
         if attempt.state is None:
             if attempt.kill_reason:
                 message = f"{status.describe()} because the run stopped: {attempt.kill_reason}"
+            elif attempt.timeout_message:
+                message = f"worker {status.describe()}: {attempt.timeout_message}"
             elif status.signal_number is not None:
                 message = f"worker {status.describe()} before reporting its outcome"
             elif status.exit_code is not None:
@@ -541,12 +647,29 @@ class Scheduler:
                 self._fail_run(run, f"task {key.pathspec} could not be joined: {error}")
             return
         if will_retry:
-            task = attempt.task
-            task.attempt = key.attempt + 1
-            run.events.append(RunMessage(f"retrying task {key.pathspec} (attempt {task.attempt})"))
-            run.ready.append(task)
+            self._retry_later(run, attempt, step)
             return
         self._fail_run(run, f"task {key.pathspec} failed: {attempt.failure_message}")
+
+    def _retry_later(self, run: ActiveRun, attempt: RunningAttempt, step: StepSpec) -> None:
+        """Queue the next attempt of a failed task, at once or after the retry delay."""
+        task = attempt.task
+        task.attempt = attempt.key.attempt + 1
+        task.previous_failure = attempt.failure_message
+        delay = self._retry_delay(step, attempt.key.attempt)
+        which = f"task {attempt.key.pathspec} (retry {task.attempt} of {self._retry_policy(step)})"
+        if delay <= 0:
+            run.events.append(RunMessage(f"retrying {which}"))
+            run.ready.append(task)
+            return
+        run.events.append(RunMessage(f"retrying {which} in {describe_seconds(delay)}"))
+
+        def ready() -> None:
+            if self._runs.get((run.flow, run.run_id)) is run and not run.stopping:
+                run.ready.append(task)
+                self._dispatch(run)
+
+        self._after(delay, lambda: self._guarded(run.flow, run.run_id, ready))
 
     # --- following the graph ----------------------------------------------------------------
     def _advance(

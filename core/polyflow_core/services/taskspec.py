@@ -84,6 +84,8 @@ def encode_task_spec(spec: TaskSpecData) -> bytes:
         parameter_names=spec.parameter_names,
         namespace=spec.namespace,
         token=spec.token,
+        max_user_code_retries=spec.max_user_code_retries,
+        previous_failure_message=spec.previous_failure_message,
     )
     # The graph is stored serialized with the run: merge its bytes rather than rebuild it.
     message.graph.MergeFromString(spec.graph_bytes)

@@ -8,9 +8,11 @@ A step decorator is a subclass of :class:`StepDecorator` with a registered ``nam
 or :meth:`~StepDecorator.task_exception`, then :meth:`~StepDecorator.task_finished`), so the
 same decorator works under every executor.
 
-Decorators are found by name in a :class:`DecoratorRegistry`: the built-in ones and those
-that packages declare in the entry-point group ``polyflow.decorators``, loaded lazily. Two
-decorators with one name are an explicit error.
+Decorators are found by name in a :class:`DecoratorRegistry`: those that packages declare in
+the entry-point group ``polyflow.decorators``, loaded lazily, Polyflow's own built-ins
+(``retry``, ``catch``, ``timeout``, ``environment``, ``resources``: see
+:mod:`polyflow._authoring.builtin_decorators`) among them. Two decorators with one name are
+an explicit error.
 
 Users attach a decorator above ``@step`` (through the function :func:`step_decorator`
 makes from the class) or to every step from the command line with
@@ -32,7 +34,7 @@ from polyflow.exceptions import PolyflowError
 if TYPE_CHECKING:
     from polyflow._authoring.artifacts import Inputs
     from polyflow._authoring.flowspec import FlowSpec
-    from polyflow._authoring.graph import FlowDefinition
+    from polyflow._authoring.graph import FlowDefinition, StepDef
 
 __all__ = [
     "BUILTIN_DECORATORS",
@@ -50,8 +52,9 @@ ENTRY_POINT_GROUP = "polyflow.decorators"
 """The entry-point group packages declare their step decorators in."""
 
 BUILTIN_DECORATORS: Mapping[str, str] = {}
-"""Built-in decorators: name to ``"module:attribute"``, loaded lazily like entry points.
-(``retry``, ``catch`` and ``timeout`` will be listed here.)"""
+"""Extra decorators known without an entry point: name to ``"module:attribute"``, loaded
+lazily like entry points. Empty: Polyflow's built-ins register in the entry-point group, as a
+plugin's decorators do (see ``pyproject.toml``)."""
 
 StepFunction = Callable[[], None]
 """A step's body, ready to call: the bound method with its ``inputs`` already applied."""
@@ -76,6 +79,18 @@ class TaskContext:
     """The attempt (0-based)."""
     inputs: Inputs | None = None
     """A join's inputs; None for other steps."""
+    max_user_code_retries: int = 0
+    """Retries the step's code gets (``@retry``'s ``times``, as the core counts them)."""
+    previous_failure: str = ""
+    """Why the previous attempt of the task failed, in one line; empty on the first."""
+    step: StepDef | None = None
+    """The step as the graph describes it (its static transition, its decorators)."""
+
+    @property
+    def is_fallback(self) -> bool:
+        """Whether this is ``@catch``'s fallback attempt, which runs none of the step's code
+        (an attempt beyond the retries of the step's code)."""
+        return self.retry_count > self.max_user_code_retries
 
 
 class StepDecorator:

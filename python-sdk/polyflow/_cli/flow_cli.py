@@ -1,7 +1,8 @@
 """The command line of a flow file: ``python flow.py [--quiet] [--with SPEC] COMMAND``.
 
-Commands: ``run`` (with one option per flow parameter), ``check``, ``show`` and ``help``,
-as in Metaflow. ``FlowSpec()`` calls :func:`main` when the user's script runs.
+Commands: ``run`` (with one option per flow parameter), ``check``, ``show``, ``logs``,
+``tag``, ``dump`` and ``help``, as in Metaflow. ``FlowSpec()`` calls :func:`main` when the
+user's script runs.
 
 gRPC, the client and the daemon are imported only by commands that talk to the core, so
 ``--help`` and option errors answer at once.
@@ -99,7 +100,8 @@ def build_cli(flow_cls: type) -> click.Group:
         flow_cls: The flow class.
 
     Returns:
-        The command group (``run``, ``check``, ``show``, ``help``).
+        The command group (``run``, ``check``, ``show``, ``logs``, ``tag``, ``dump``,
+        ``help``).
     """
     from polyflow._authoring.members import flow_parameters
 
@@ -139,12 +141,20 @@ def build_cli(flow_cls: type) -> click.Group:
     )
     @click.option(
         "--max-log-size",
-        type=click.IntRange(min=1),
+        type=click.FloatRange(min=0, min_open=True),
         default=10,
         show_default=True,
-        help="Most MB of stdout and of stderr stored per task.",
+        help="Most MB of stdout and of stderr stored per task attempt (fractions allowed); "
+        "later output is dropped and a truncation marker stored.",
     )
     @click.option("--tag", "tags", multiple=True, help="A tag for the run (repeatable).")
+    @click.option(
+        "--with",
+        "run_decospecs",
+        multiple=True,
+        metavar="SPEC",
+        help="Attach a decorator to every step, as the top-level --with does (repeatable).",
+    )
     @click.option(
         "--run-id-file",
         type=click.Path(dir_okay=False, writable=True),
@@ -162,8 +172,9 @@ def build_cli(flow_cls: type) -> click.Group:
         /,
         max_workers: int,
         max_num_splits: int,
-        max_log_size: int,
+        max_log_size: float,
         tags: tuple[str, ...],
+        run_decospecs: tuple[str, ...],
         run_id_file: str | None,
         namespace: str | None,
         **kwargs: Any,
@@ -177,7 +188,7 @@ def build_cli(flow_cls: type) -> click.Group:
             tags=tags,
             run_id_file=run_id_file,
             namespace=namespace,
-            decospecs=ctx.obj["decospecs"],
+            decospecs=(*ctx.obj["decospecs"], *run_decospecs),
             quiet=ctx.obj["quiet"],
             raw_parameters=_raw_parameters(params, kwargs),
         )
@@ -196,13 +207,21 @@ def build_cli(flow_cls: type) -> click.Group:
     def show(ctx: click.Context) -> None:
         ctx.exit(_show(flow_cls, ctx.obj["decospecs"]))
 
+    # Commands that read (or tag) finished runs: each in its own module.
+    from polyflow._cli._dump import dump_command
+    from polyflow._cli._logs import logs_group
+    from polyflow._cli._tag import tag_group
+
+    for command in (logs_group(flow_cls), tag_group(flow_cls), dump_command(flow_cls)):
+        cli.add_command(command)
+
     @cli.command(name="help", help="Show the help of every command.")
     @click.pass_context
     def help_(ctx: click.Context) -> None:
         parent = ctx.parent
         assert parent is not None
         click.echo(cli.get_help(parent))
-        for name in ("run", "check", "show"):
+        for name in ("run", "check", "show", "logs", "tag", "dump"):
             command = cli.commands[name]
             sub = click.Context(command, info_name=name, parent=parent)
             click.echo("")
@@ -212,6 +231,7 @@ def build_cli(flow_cls: type) -> click.Group:
 
 
 def _check(flow_cls: type, decospecs: Sequence[str], quiet: bool) -> int:
+    from polyflow._authoring.graph import run_launch_hooks
     from polyflow._cli._graph import extract, print_problems, validate
     from polyflow._daemon import get_client
 
@@ -222,6 +242,7 @@ def _check(flow_cls: type, decospecs: Sequence[str], quiet: bool) -> int:
     if problems:
         print_problems(console, problems, definition.source_file)
         return 1
+    run_launch_hooks(definition)  # the step decorators' own checks, as before a run
     click.echo("    The graph looks good!")
     return 0
 

@@ -73,6 +73,10 @@ class TaskSpecData:
     """The client namespace."""
     token: str = ""
     """Bearer token for calls to the core."""
+    max_user_code_retries: int = 0
+    """Retries the step's code gets; a later attempt is ``@catch``'s fallback attempt."""
+    previous_failure_message: str = ""
+    """Why the previous attempt failed (empty on the first attempt)."""
 
     @property
     def pathspec(self) -> str:
@@ -120,6 +124,8 @@ def task_spec_from_proto(spec: message_pb2.TaskSpec) -> TaskSpecData:
         parameter_names=tuple(spec.parameter_names),
         namespace=spec.namespace,
         token=spec.token,
+        max_user_code_retries=spec.max_user_code_retries,
+        previous_failure_message=spec.previous_failure_message,
     )
 
 

@@ -83,11 +83,11 @@ def _one_line(text: str) -> str:
 
 
 def exception_data(exc: BaseException) -> ExceptionData:
-    """Describe an exception, leaving the worker's own outer frames out of the traceback."""
+    """Describe an exception, leaving the SDK's outer frames (the worker's, decorator
+    wrappers) out of the traceback."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_next is not None:
-        filename = os.path.abspath(tb.tb_frame.f_code.co_filename)
-        if os.path.dirname(filename) != _WORKER_DIR:
+        if not _in_sdk(tb.tb_frame.f_code.co_filename):
             break
         tb = tb.tb_next
     cls = type(exc)
@@ -267,7 +267,15 @@ def run_task(
     state = _build_state(spec, step_def, flow_cls, store)
     flow = flow_cls._pf_for_task(state)
     _set_context(spec)
-    ctx = TaskContext(spec.step_name, flow, spec.attempt, state.inputs)
+    ctx = TaskContext(
+        spec.step_name,
+        flow,
+        spec.attempt,
+        state.inputs,
+        max_user_code_retries=spec.max_user_code_retries,
+        previous_failure=spec.previous_failure_message,
+        step=step_def,
+    )
     error: ExceptionData | None = None
     failure = ""
     ok = False

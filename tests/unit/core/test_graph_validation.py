@@ -363,6 +363,32 @@ RULE_CASES: dict[Rule, Case] = {
         "c",
         ("c", "a", "b"),
     ),
+    Rule.DECORATOR_ATTRIBUTE: Case(
+        lambda: flow(
+            step("start", "end", decorators=(DecoratorSpec("retry", {"times": '"3"'}),)),
+            step("end"),
+        ),
+        "start",
+        ("start", "@retry", "times"),
+    ),
+    Rule.TOO_MANY_RETRIES: Case(
+        lambda: flow(
+            step("start", "end", decorators=(DecoratorSpec("retry", {"times": "5"}),)),
+            step("end"),
+        ),
+        "start",
+        ("start", "times=5", "at most 4"),
+    ),
+    Rule.CATCH_ON_SPLIT: Case(
+        lambda: flow(
+            step("start", "work", foreach="items", decorators=(DecoratorSpec("catch"),)),
+            step("work", "join"),
+            step("join", "end", join=True),
+            step("end"),
+        ),
+        "start",
+        ("start", "@catch", "foreach"),
+    ),
 }
 
 
@@ -951,3 +977,113 @@ def test_problem_to_proto() -> None:
     )
     validated = validate(flow(step("start", "ghost"), step("end")))
     assert problem_to_proto(validated.problems[0]).rule == "UNKNOWN_TRANSITION"
+
+
+# --- built-in decorators ----------------------------------------------------------------------
+
+
+def _decorated(*decorators: DecoratorSpec, **kwargs: Any) -> FlowGraph:
+    """start (with the decorators) -> end."""
+    return flow(step("start", "end", decorators=decorators, **kwargs), step("end"))
+
+
+def test_catch_is_refused_on_a_switch_at_the_decorators_line() -> None:
+    graph = flow(
+        step("start", cases={"x": "a", "y": "b"}, decorators=(DecoratorSpec("catch", line=3),)),
+        step("a", "end"),
+        step("b", "end"),
+        step("end"),
+    )
+    (problem,) = validate(graph).problems
+    assert problem.rule == "CATCH_ON_SPLIT"
+    assert "'start' is a switch" in problem.message
+    assert problem.line == 3  # the decorator's own line when the SDK knows it
+
+
+def test_catch_is_fine_on_linear_branch_join_and_end_steps() -> None:
+    catch = (DecoratorSpec("catch", {"var": '"error"', "print_exception": "false"}),)
+    assert_valid(
+        flow(
+            step("start", "a", "b", decorators=catch),
+            step("a", "join", decorators=catch),
+            step("b", "join"),
+            step("join", "end", join=True, decorators=catch),
+            step("end", decorators=catch),
+        )
+    )
+
+
+def test_retry_allows_four_retries_with_catch() -> None:
+    assert_valid(
+        _decorated(
+            DecoratorSpec("retry", {"times": "4", "minutes_between_retries": "0.5"}),
+            DecoratorSpec("catch"),
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("decorator", "fragments"),
+    [
+        (DecoratorSpec("retry", {"tims": "3"}), ("no attribute 'tims'", "times")),
+        (DecoratorSpec("retry", {"times": "true"}), ("times", "the boolean true")),
+        (DecoratorSpec("retry", {"times": "-1"}), ("times", "at least 0", "-1")),
+        (DecoratorSpec("retry", {"times": "1.5"}), ("whole number", "1.5")),
+        (DecoratorSpec("retry", {"minutes_between_retries": '"2"'}), ('the string "2"',)),
+        (DecoratorSpec("retry", {"times": "{oops"}), ("valid JSON",)),
+        (DecoratorSpec("catch", {"var": '"1x"'}), ("var", "artifact name")),
+        (DecoratorSpec("catch", {"var": '"_private"'}), ("var",)),
+        (DecoratorSpec("catch", {"print_exception": '"yes"'}), ("true or false",)),
+        (DecoratorSpec("timeout", {"seconds": '"10"'}), ("seconds", "number")),
+        (DecoratorSpec("timeout"), ("sets no limit",)),
+        (DecoratorSpec("timeout", {"seconds": "0", "minutes": "0"}), ("sets no limit",)),
+        (DecoratorSpec("environment", {"vars": '["A"]'}), ("vars", "a list")),
+        (DecoratorSpec("environment", {"vars": '{"A": [1]}'}), ('"A" is a list',)),
+        (DecoratorSpec("environment", {"vars": '{"A=B": "1"}'}), ("bad name",)),
+        (DecoratorSpec("resources", {"cpu": "0"}), ("cpu", "above 0")),
+        (DecoratorSpec("resources", {"gpu": "0.5"}), ("gpu", "whole number")),
+        (DecoratorSpec("resources", {"memory": '"4G"'}), ("memory",)),
+    ],
+)
+def test_bad_attributes_of_builtin_decorators(
+    decorator: DecoratorSpec, fragments: tuple[str, ...]
+) -> None:
+    problems = validate(_decorated(decorator)).problems
+    assert [p.rule for p in problems] == ["DECORATOR_ATTRIBUTE"], problems
+    assert f"@{decorator.name}" in problems[0].message and "'start'" in problems[0].message
+    for fragment in fragments:
+        assert fragment in problems[0].message
+
+
+def test_good_attributes_of_builtin_decorators() -> None:
+    assert_valid(
+        _decorated(
+            DecoratorSpec("retry", {"times": "0", "minutes_between_retries": "0"}),
+            DecoratorSpec("catch", {"var": "null", "print_exception": "true"}),
+            DecoratorSpec("timeout", {"seconds": "0.5", "minutes": "1", "hours": "0"}),
+            DecoratorSpec("environment", {"vars": '{"A": "x", "B": 2, "C": true}'}),
+            DecoratorSpec(
+                "resources",
+                {
+                    "cpu": "0.5",
+                    "gpu": "null",
+                    "disk": "10240",
+                    "memory": "512",
+                    "shared_memory": "64",
+                },
+            ),
+        )
+    )
+
+
+def test_decorators_the_core_does_not_know_are_left_to_their_sdk() -> None:
+    assert_valid(_decorated(DecoratorSpec("kubernetes", {"anything": "[1, 2]"})))
+
+
+def test_catch_var_cannot_be_a_parameter_or_constant() -> None:
+    graph = dataclasses.replace(
+        _decorated(DecoratorSpec("catch", {"var": '"alpha"'})),
+        parameters=(ParameterSpec("alpha"),),
+    )
+    (problem,) = validate(graph).problems
+    assert problem.rule == "DECORATOR_ATTRIBUTE" and "'alpha'" in problem.message

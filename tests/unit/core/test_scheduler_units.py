@@ -293,8 +293,12 @@ def test_local_executor_truncates_logs_past_the_limit(
     recorder.exits.get(timeout=30)
     stored = request.stdout_path.read_text()
     assert stored.startswith("line 000\nline 001\nline 002\nlin\n")
-    assert stored.endswith("[polyflow: stdout truncated after 30 bytes]\n")
-    assert recorder.lines[-1] == ("stdout", "[polyflow: stdout truncated after 30 bytes]")
+    marker = (
+        "[polyflow] log truncated: stdout exceeded 30 bytes (--max-log-size); "
+        "later output was dropped"
+    )
+    assert stored.endswith(marker + "\n")
+    assert recorder.lines[-1] == ("stdout", marker)
     assert len(recorder.lines) == 5
 
 

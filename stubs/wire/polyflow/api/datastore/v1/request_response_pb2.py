@@ -22,34 +22,39 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from polyflow.api.common.v1 import graph_pb2 as polyflow_dot_api_dot_common_dot_v1_dot_graph__pb2
 from polyflow.api.runtime.v1 import message_pb2 as polyflow_dot_api_dot_runtime_dot_v1_dot_message__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0polyflow/api/datastore/v1/request_response.proto\x12\x19polyflow.api.datastore.v1\x1a%polyflow/api/runtime/v1/message.proto\"\x15\n\x13GetStoreInfoRequest\"M\n\x14GetStoreInfoResponse\x12\x35\n\x05store\x18\x01 \x01(\x0b\x32&.polyflow.api.runtime.v1.StoreLocation\"!\n\x0fReadBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"4\n\x10ReadBlobResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"\"\n\x0fHasBlobsRequest\x12\x0f\n\x07\x64igests\x18\x01 \x03(\t\"#\n\x10HasBlobsResponse\x12\x0f\n\x07present\x18\x01 \x03(\x08\"H\n\x15WriteBlobChunkRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"0\n\x16WriteBlobChunkResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x03\"?\n\x11\x43ommitBlobRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpected_digest\x18\x02 \x01(\t\"8\n\x12\x43ommitBlobResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0polyflow/api/datastore/v1/request_response.proto\x12\x19polyflow.api.datastore.v1\x1a\"polyflow/api/common/v1/graph.proto\x1a%polyflow/api/runtime/v1/message.proto\"\x15\n\x13GetStoreInfoRequest\"M\n\x14GetStoreInfoResponse\x12\x35\n\x05store\x18\x01 \x01(\x0b\x32&.polyflow.api.runtime.v1.StoreLocation\"!\n\x0fReadBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\"4\n\x10ReadBlobResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"\"\n\x0fHasBlobsRequest\x12\x0f\n\x07\x64igests\x18\x01 \x03(\t\"#\n\x10HasBlobsResponse\x12\x0f\n\x07present\x18\x01 \x03(\x08\"H\n\x15WriteBlobChunkRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"0\n\x16WriteBlobChunkResponse\x12\x16\n\x0ereceived_bytes\x18\x01 \x01(\x03\"?\n\x11\x43ommitBlobRequest\x12\x11\n\tupload_id\x18\x01 \x01(\t\x12\x17\n\x0f\x65xpected_digest\x18\x02 \x01(\t\"8\n\x12\x43ommitBlobResponse\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x03\"P\n\x12\x43onvertBlobRequest\x12\x0e\n\x06\x64igest\x18\x01 \x01(\t\x12\x10\n\x08\x65ncoding\x18\x02 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65pt_encodings\x18\x03 \x03(\t\"G\n\x13\x43onvertBlobResponse\x12\x30\n\x03ref\x18\x01 \x01(\x0b\x32#.polyflow.api.common.v1.ArtifactRefb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'polyflow.api.datastore.v1.request_response_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSTOREINFOREQUEST']._serialized_start=118
-  _globals['_GETSTOREINFOREQUEST']._serialized_end=139
-  _globals['_GETSTOREINFORESPONSE']._serialized_start=141
-  _globals['_GETSTOREINFORESPONSE']._serialized_end=218
-  _globals['_READBLOBREQUEST']._serialized_start=220
-  _globals['_READBLOBREQUEST']._serialized_end=253
-  _globals['_READBLOBRESPONSE']._serialized_start=255
-  _globals['_READBLOBRESPONSE']._serialized_end=307
-  _globals['_HASBLOBSREQUEST']._serialized_start=309
-  _globals['_HASBLOBSREQUEST']._serialized_end=343
-  _globals['_HASBLOBSRESPONSE']._serialized_start=345
-  _globals['_HASBLOBSRESPONSE']._serialized_end=380
-  _globals['_WRITEBLOBCHUNKREQUEST']._serialized_start=382
-  _globals['_WRITEBLOBCHUNKREQUEST']._serialized_end=454
-  _globals['_WRITEBLOBCHUNKRESPONSE']._serialized_start=456
-  _globals['_WRITEBLOBCHUNKRESPONSE']._serialized_end=504
-  _globals['_COMMITBLOBREQUEST']._serialized_start=506
-  _globals['_COMMITBLOBREQUEST']._serialized_end=569
-  _globals['_COMMITBLOBRESPONSE']._serialized_start=571
-  _globals['_COMMITBLOBRESPONSE']._serialized_end=627
+  _globals['_GETSTOREINFOREQUEST']._serialized_start=154
+  _globals['_GETSTOREINFOREQUEST']._serialized_end=175
+  _globals['_GETSTOREINFORESPONSE']._serialized_start=177
+  _globals['_GETSTOREINFORESPONSE']._serialized_end=254
+  _globals['_READBLOBREQUEST']._serialized_start=256
+  _globals['_READBLOBREQUEST']._serialized_end=289
+  _globals['_READBLOBRESPONSE']._serialized_start=291
+  _globals['_READBLOBRESPONSE']._serialized_end=343
+  _globals['_HASBLOBSREQUEST']._serialized_start=345
+  _globals['_HASBLOBSREQUEST']._serialized_end=379
+  _globals['_HASBLOBSRESPONSE']._serialized_start=381
+  _globals['_HASBLOBSRESPONSE']._serialized_end=416
+  _globals['_WRITEBLOBCHUNKREQUEST']._serialized_start=418
+  _globals['_WRITEBLOBCHUNKREQUEST']._serialized_end=490
+  _globals['_WRITEBLOBCHUNKRESPONSE']._serialized_start=492
+  _globals['_WRITEBLOBCHUNKRESPONSE']._serialized_end=540
+  _globals['_COMMITBLOBREQUEST']._serialized_start=542
+  _globals['_COMMITBLOBREQUEST']._serialized_end=605
+  _globals['_COMMITBLOBRESPONSE']._serialized_start=607
+  _globals['_COMMITBLOBRESPONSE']._serialized_end=663
+  _globals['_CONVERTBLOBREQUEST']._serialized_start=665
+  _globals['_CONVERTBLOBREQUEST']._serialized_end=745
+  _globals['_CONVERTBLOBRESPONSE']._serialized_start=747
+  _globals['_CONVERTBLOBRESPONSE']._serialized_end=818
 # @@protoc_insertion_point(module_scope)

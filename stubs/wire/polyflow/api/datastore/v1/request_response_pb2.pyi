@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from polyflow.api.common.v1 import graph_pb2 as _graph_pb2
 from polyflow.api.runtime.v1 import message_pb2 as _message_pb2
 import builtins as _builtins
 import sys
@@ -269,3 +270,85 @@ class CommitBlobResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CommitBlobResponse: _TypeAlias = CommitBlobResponse  # noqa: Y015
+
+@_typing.final
+class ConvertBlobRequest(_message.Message):
+    """ConvertBlobRequest asks for a stored value in an encoding the caller can
+    read. Conversions between language-native encodings ("pickle-v5" and "rds")
+    decode the value, so the core runs them in a separate converter process with
+    a worker's rights, never inside the daemon. Values convert as documented in
+    docs/datastore.md ("Converting between languages"): null, booleans, numbers,
+    strings, lists and string-keyed maps, numeric and string vectors, matrices
+    and n-dimensional arrays, data frames, with missing values (NA) kept.
+    Errors: INVALID_ARGUMENT for a malformed digest, an unknown `encoding` or an
+    empty `accept_encodings`; NOT_FOUND when the blob is absent; DATA_LOSS
+    (reason "BLOB_DIGEST_MISMATCH") when its bytes do not match the digest;
+    FAILED_PRECONDITION, reason "CONVERSION_UNSUPPORTED", when the value has no
+    counterpart in any accepted encoding (e.g. an R model object for Python),
+    with metadata "type_name" and "encoding"; UNAVAILABLE, reason
+    "CONVERTER_UNAVAILABLE", when the core cannot run a converter (R or rpy2 are
+    not installed where the core runs); DEADLINE_EXCEEDED when the conversion
+    takes longer than the core allows.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DIGEST_FIELD_NUMBER: _builtins.int
+    ENCODING_FIELD_NUMBER: _builtins.int
+    ACCEPT_ENCODINGS_FIELD_NUMBER: _builtins.int
+    digest: _builtins.str
+    """The blob holding the value: "sha256:<64 lowercase hex>"."""
+    encoding: _builtins.str
+    """How the blob encodes the value, as in ArtifactRef.encoding
+    ("json", "pickle-v5", "rds").
+    """
+    @_builtins.property
+    def accept_encodings(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Encodings the caller can read, most wanted first; at least one. When
+        `encoding` is among them the blob is returned unchanged. A Python reader
+        asks for ["json", "pickle-v5"] (JSON is chosen when the value comes back
+        exactly from it), an R reader for ["rds"].
+        """
+
+    def __init__(
+        self,
+        *,
+        digest: _builtins.str = ...,
+        encoding: _builtins.str = ...,
+        accept_encodings: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_encodings", b"accept_encodings", "digest", b"digest", "encoding", b"encoding"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConvertBlobRequest: _TypeAlias = ConvertBlobRequest  # noqa: Y015
+
+@_typing.final
+class ConvertBlobResponse(_message.Message):
+    """ConvertBlobResponse points at the converted value, already in the store."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REF_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def ref(self) -> _graph_pb2.ArtifactRef:
+        """The converted blob: digest, encoding (one of the accepted ones), size and
+        the type name in the target language (e.g. "pandas.DataFrame",
+        "data.frame"). `name` is empty. Converting the same blob again gives the
+        same result, usually from the core's cache.
+        """
+
+    def __init__(
+        self,
+        *,
+        ref: _graph_pb2.ArtifactRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConvertBlobResponse: _TypeAlias = ConvertBlobResponse  # noqa: Y015

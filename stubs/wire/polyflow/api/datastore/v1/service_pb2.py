@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from polyflow.api.datastore.v1 import request_response_pb2 as polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'polyflow/api/datastore/v1/service.proto\x12\x19polyflow.api.datastore.v1\x1a\x30polyflow/api/datastore/v1/request_response.proto2\xc0\x04\n\x10\x44\x61tastoreService\x12t\n\x0cGetStoreInfo\x12..polyflow.api.datastore.v1.GetStoreInfoRequest\x1a/.polyflow.api.datastore.v1.GetStoreInfoResponse\"\x03\x90\x02\x01\x12j\n\x08ReadBlob\x12*.polyflow.api.datastore.v1.ReadBlobRequest\x1a+.polyflow.api.datastore.v1.ReadBlobResponse\"\x03\x90\x02\x01\x30\x01\x12h\n\x08HasBlobs\x12*.polyflow.api.datastore.v1.HasBlobsRequest\x1a+.polyflow.api.datastore.v1.HasBlobsResponse\"\x03\x90\x02\x01\x12u\n\x0eWriteBlobChunk\x12\x30.polyflow.api.datastore.v1.WriteBlobChunkRequest\x1a\x31.polyflow.api.datastore.v1.WriteBlobChunkResponse\x12i\n\nCommitBlob\x12,.polyflow.api.datastore.v1.CommitBlobRequest\x1a-.polyflow.api.datastore.v1.CommitBlobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'polyflow/api/datastore/v1/service.proto\x12\x19polyflow.api.datastore.v1\x1a\x30polyflow/api/datastore/v1/request_response.proto2\xb3\x05\n\x10\x44\x61tastoreService\x12t\n\x0cGetStoreInfo\x12..polyflow.api.datastore.v1.GetStoreInfoRequest\x1a/.polyflow.api.datastore.v1.GetStoreInfoResponse\"\x03\x90\x02\x01\x12j\n\x08ReadBlob\x12*.polyflow.api.datastore.v1.ReadBlobRequest\x1a+.polyflow.api.datastore.v1.ReadBlobResponse\"\x03\x90\x02\x01\x30\x01\x12h\n\x08HasBlobs\x12*.polyflow.api.datastore.v1.HasBlobsRequest\x1a+.polyflow.api.datastore.v1.HasBlobsResponse\"\x03\x90\x02\x01\x12u\n\x0eWriteBlobChunk\x12\x30.polyflow.api.datastore.v1.WriteBlobChunkRequest\x1a\x31.polyflow.api.datastore.v1.WriteBlobChunkResponse\x12i\n\nCommitBlob\x12,.polyflow.api.datastore.v1.CommitBlobRequest\x1a-.polyflow.api.datastore.v1.CommitBlobResponse\x12q\n\x0b\x43onvertBlob\x12-.polyflow.api.datastore.v1.ConvertBlobRequest\x1a..polyflow.api.datastore.v1.ConvertBlobResponse\"\x03\x90\x02\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,6 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DATASTORESERVICE'].methods_by_name['ReadBlob']._serialized_options = b'\220\002\001'
   _globals['_DATASTORESERVICE'].methods_by_name['HasBlobs']._loaded_options = None
   _globals['_DATASTORESERVICE'].methods_by_name['HasBlobs']._serialized_options = b'\220\002\001'
+  _globals['_DATASTORESERVICE'].methods_by_name['ConvertBlob']._loaded_options = None
+  _globals['_DATASTORESERVICE'].methods_by_name['ConvertBlob']._serialized_options = b'\220\002\002'
   _globals['_DATASTORESERVICE']._serialized_start=121
-  _globals['_DATASTORESERVICE']._serialized_end=697
+  _globals['_DATASTORESERVICE']._serialized_end=812
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,11 @@ class DatastoreServiceStub:
                 request_serializer=polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.CommitBlobRequest.SerializeToString,
                 response_deserializer=polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.CommitBlobResponse.FromString,
                 _registered_method=True)
+        self.ConvertBlob = channel.unary_unary(
+                '/polyflow.api.datastore.v1.DatastoreService/ConvertBlob',
+                request_serializer=polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.ConvertBlobRequest.SerializeToString,
+                response_deserializer=polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.ConvertBlobResponse.FromString,
+                _registered_method=True)
 
 
 class DatastoreServiceServicer:
@@ -105,6 +110,15 @@ class DatastoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConvertBlob(self, request, context):
+        """ConvertBlob gives a stored value in another encoding (e.g. an R value
+        for a Python reader), converting it in a converter process and storing
+        the result by its digest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DatastoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -132,6 +146,11 @@ def add_DatastoreServiceServicer_to_server(servicer, server):
                     servicer.CommitBlob,
                     request_deserializer=polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.CommitBlobRequest.FromString,
                     response_serializer=polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.CommitBlobResponse.SerializeToString,
+            ),
+            'ConvertBlob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConvertBlob,
+                    request_deserializer=polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.ConvertBlobRequest.FromString,
+                    response_serializer=polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.ConvertBlobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +291,33 @@ class DatastoreService:
             '/polyflow.api.datastore.v1.DatastoreService/CommitBlob',
             polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.CommitBlobRequest.SerializeToString,
             polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.CommitBlobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConvertBlob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyflow.api.datastore.v1.DatastoreService/ConvertBlob',
+            polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.ConvertBlobRequest.SerializeToString,
+            polyflow_dot_api_dot_datastore_dot_v1_dot_request__response__pb2.ConvertBlobResponse.FromString,
             options,
             channel_credentials,
             insecure,

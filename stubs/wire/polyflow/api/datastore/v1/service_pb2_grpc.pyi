@@ -46,6 +46,11 @@ class DatastoreServiceStub:
     """WriteBlobChunk appends a chunk to an upload."""
     CommitBlob: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.CommitBlobRequest, _request_response_pb2.CommitBlobResponse]
     """CommitBlob ends an upload and stores it by its digest."""
+    ConvertBlob: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.ConvertBlobRequest, _request_response_pb2.ConvertBlobResponse]
+    """ConvertBlob gives a stored value in another encoding (e.g. an R value
+    for a Python reader), converting it in a converter process and storing
+    the result by its digest.
+    """
 
 @_typing.type_check_only
 class DatastoreServiceAsyncStub(DatastoreServiceStub):
@@ -65,6 +70,11 @@ class DatastoreServiceAsyncStub(DatastoreServiceStub):
     """WriteBlobChunk appends a chunk to an upload."""
     CommitBlob: _aio.UnaryUnaryMultiCallable[_request_response_pb2.CommitBlobRequest, _request_response_pb2.CommitBlobResponse]  # type: ignore[assignment]
     """CommitBlob ends an upload and stores it by its digest."""
+    ConvertBlob: _aio.UnaryUnaryMultiCallable[_request_response_pb2.ConvertBlobRequest, _request_response_pb2.ConvertBlobResponse]  # type: ignore[assignment]
+    """ConvertBlob gives a stored value in another encoding (e.g. an R value
+    for a Python reader), converting it in a converter process and storing
+    the result by its digest.
+    """
 
 class DatastoreServiceServicer(metaclass=_abc_1.ABCMeta):
     """DatastoreService moves artifact bytes for clients that cannot reach the
@@ -111,5 +121,16 @@ class DatastoreServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_request_response_pb2.CommitBlobResponse, _abc.Awaitable[_request_response_pb2.CommitBlobResponse]]:
         """CommitBlob ends an upload and stores it by its digest."""
+
+    @_abc_1.abstractmethod
+    def ConvertBlob(
+        self,
+        request: _request_response_pb2.ConvertBlobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.ConvertBlobResponse, _abc.Awaitable[_request_response_pb2.ConvertBlobResponse]]:
+        """ConvertBlob gives a stored value in another encoding (e.g. an R value
+        for a Python reader), converting it in a converter process and storing
+        the result by its digest.
+        """
 
 def add_DatastoreServiceServicer_to_server(servicer: DatastoreServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -90,12 +90,13 @@ class Run(_message.Message):
     """Resource name of the end step's task once it succeeded."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """User tags, sorted. Mutable."""
+        """User tags, sorted. Changed with MetadataService.MutateRunTags."""
 
     @_builtins.property
     def system_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """System tags ("user:<name>", "runtime:<name>", "python_version:<v>",
-        "polyflow_version:<v>"), sorted. Immutable.
+        "polyflow_version:<v>", and any the run was started with), sorted.
+        Immutable.
         """
 
     @_builtins.property

@@ -643,3 +643,88 @@ class ReadTaskLogResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReadTaskLogResponse: _TypeAlias = ReadTaskLogResponse  # noqa: Y015
+
+@_typing.final
+class MutateRunTagsRequest(_message.Message):
+    """MutateRunTagsRequest changes a run's user tags atomically: the tags of
+    `remove_tags` are removed, then those of `add_tags` are added, so a tag in
+    both lists ends up present. The rules are Metaflow's:
+    - removing a tag the run does not carry, or adding one it carries already,
+      does nothing;
+    - system tags never change: removing one of the run's system tags fails
+      with INVALID_ARGUMENT, reason "SYSTEM_TAG_IMMUTABLE" (metadata "tag");
+      adding one of them is skipped (it does not become a user tag);
+    - a new tag that starts with a system prefix ("user:", "runtime:",
+      "python_version:", "polyflow_version:") fails the same way, so a tag
+      never moves a run into another user's namespace.
+    Other errors: INVALID_ARGUMENT for a malformed `run`, for two empty lists
+    (reason "NO_TAG_CHANGE"), for an empty tag or one longer than 500
+    characters (reason "INVALID_TAG", metadata "tag"), and when the change
+    would leave the run with more than 50 user tags and more than it had
+    (reason "TOO_MANY_TAGS"); NOT_FOUND when the run does not exist;
+    UNAVAILABLE (reason "DAEMON_STOPPING") while the core shuts down.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    ADD_TAGS_FIELD_NUMBER: _builtins.int
+    REMOVE_TAGS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    run: _builtins.str
+    """"flows/{flow}/runs/{run}"."""
+    request_id: _builtins.str
+    """Client-chosen id making the call idempotent: a call repeated with an id
+    the core remembers for this run (its last 1024 tag changes, kept in
+    memory while it runs) changes nothing and returns the run as it is now.
+    Optional; set one when the call may be retried.
+    """
+    @_builtins.property
+    def add_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """User tags to add, after the removals."""
+
+    @_builtins.property
+    def remove_tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """User tags to remove."""
+
+    def __init__(
+        self,
+        *,
+        run: _builtins.str = ...,
+        add_tags: _abc.Iterable[_builtins.str] | None = ...,
+        remove_tags: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["add_tags", b"add_tags", "remove_tags", b"remove_tags", "request_id", b"request_id", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MutateRunTagsRequest: _TypeAlias = MutateRunTagsRequest  # noqa: Y015
+
+@_typing.final
+class MutateRunTagsResponse(_message.Message):
+    """MutateRunTagsResponse holds the run after the change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> _message_pb2.Run:
+        """The run with its tags as they are now. Its `graph` is left empty, as in
+        ListRuns; GetRun fills it.
+        """
+
+    def __init__(
+        self,
+        *,
+        run: _message_pb2.Run | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MutateRunTagsResponse: _TypeAlias = MutateRunTagsResponse  # noqa: Y015

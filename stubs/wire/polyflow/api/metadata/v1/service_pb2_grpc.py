@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class MetadataServiceStub:
     """MetadataService reads what the core recorded about flows, runs, steps,
-    tasks, artifacts and logs. Names follow the pathspec:
+    tasks, artifacts and logs, and changes the one thing users may change
+    afterwards: the user tags of a run. Names follow the pathspec:
     flows/{flow}/runs/{run}/steps/{step}/tasks/{task}/artifacts/{artifact}.
     A malformed name fails with INVALID_ARGUMENT; an absent object with
     NOT_FOUND, whose ErrorInfo reason is "NOT_FOUND" and whose metadata carries
@@ -95,11 +96,17 @@ class MetadataServiceStub:
                 request_serializer=polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.ReadTaskLogRequest.SerializeToString,
                 response_deserializer=polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.ReadTaskLogResponse.FromString,
                 _registered_method=True)
+        self.MutateRunTags = channel.unary_unary(
+                '/polyflow.api.metadata.v1.MetadataService/MutateRunTags',
+                request_serializer=polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.MutateRunTagsRequest.SerializeToString,
+                response_deserializer=polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.MutateRunTagsResponse.FromString,
+                _registered_method=True)
 
 
 class MetadataServiceServicer:
     """MetadataService reads what the core recorded about flows, runs, steps,
-    tasks, artifacts and logs. Names follow the pathspec:
+    tasks, artifacts and logs, and changes the one thing users may change
+    afterwards: the user tags of a run. Names follow the pathspec:
     flows/{flow}/runs/{run}/steps/{step}/tasks/{task}/artifacts/{artifact}.
     A malformed name fails with INVALID_ARGUMENT; an absent object with
     NOT_FOUND, whose ErrorInfo reason is "NOT_FOUND" and whose metadata carries
@@ -185,6 +192,15 @@ class MetadataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MutateRunTags(self, request, context):
+        """MutateRunTags removes and adds user tags of a run in one atomic change
+        (removals first: Metaflow's replace_tags) and returns the run. System
+        tags never change. The change is durable when the call returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MetadataServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -243,6 +259,11 @@ def add_MetadataServiceServicer_to_server(servicer, server):
                     request_deserializer=polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.ReadTaskLogRequest.FromString,
                     response_serializer=polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.ReadTaskLogResponse.SerializeToString,
             ),
+            'MutateRunTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.MutateRunTags,
+                    request_deserializer=polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.MutateRunTagsRequest.FromString,
+                    response_serializer=polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.MutateRunTagsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'polyflow.api.metadata.v1.MetadataService', rpc_method_handlers)
@@ -253,7 +274,8 @@ def add_MetadataServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class MetadataService:
     """MetadataService reads what the core recorded about flows, runs, steps,
-    tasks, artifacts and logs. Names follow the pathspec:
+    tasks, artifacts and logs, and changes the one thing users may change
+    afterwards: the user tags of a run. Names follow the pathspec:
     flows/{flow}/runs/{run}/steps/{step}/tasks/{task}/artifacts/{artifact}.
     A malformed name fails with INVALID_ARGUMENT; an absent object with
     NOT_FOUND, whose ErrorInfo reason is "NOT_FOUND" and whose metadata carries
@@ -547,6 +569,33 @@ class MetadataService:
             '/polyflow.api.metadata.v1.MetadataService/ReadTaskLog',
             polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.ReadTaskLogRequest.SerializeToString,
             polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.ReadTaskLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MutateRunTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/polyflow.api.metadata.v1.MetadataService/MutateRunTags',
+            polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.MutateRunTagsRequest.SerializeToString,
+            polyflow_dot_api_dot_metadata_dot_v1_dot_request__response__pb2.MutateRunTagsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class MetadataServiceStub:
     """MetadataService reads what the core recorded about flows, runs, steps,
-    tasks, artifacts and logs. Names follow the pathspec:
+    tasks, artifacts and logs, and changes the one thing users may change
+    afterwards: the user tags of a run. Names follow the pathspec:
     flows/{flow}/runs/{run}/steps/{step}/tasks/{task}/artifacts/{artifact}.
     A malformed name fails with INVALID_ARGUMENT; an absent object with
     NOT_FOUND, whose ErrorInfo reason is "NOT_FOUND" and whose metadata carries
@@ -65,11 +66,17 @@ class MetadataServiceStub:
     """ReadTaskLog reads a slice of a task's stdout or stderr. Logs are stored
     as the task prints, so they survive a killed task.
     """
+    MutateRunTags: _grpc.UnaryUnaryMultiCallable[_request_response_pb2.MutateRunTagsRequest, _request_response_pb2.MutateRunTagsResponse]
+    """MutateRunTags removes and adds user tags of a run in one atomic change
+    (removals first: Metaflow's replace_tags) and returns the run. System
+    tags never change. The change is durable when the call returns.
+    """
 
 @_typing.type_check_only
 class MetadataServiceAsyncStub(MetadataServiceStub):
     """MetadataService reads what the core recorded about flows, runs, steps,
-    tasks, artifacts and logs. Names follow the pathspec:
+    tasks, artifacts and logs, and changes the one thing users may change
+    afterwards: the user tags of a run. Names follow the pathspec:
     flows/{flow}/runs/{run}/steps/{step}/tasks/{task}/artifacts/{artifact}.
     A malformed name fails with INVALID_ARGUMENT; an absent object with
     NOT_FOUND, whose ErrorInfo reason is "NOT_FOUND" and whose metadata carries
@@ -103,10 +110,16 @@ class MetadataServiceAsyncStub(MetadataServiceStub):
     """ReadTaskLog reads a slice of a task's stdout or stderr. Logs are stored
     as the task prints, so they survive a killed task.
     """
+    MutateRunTags: _aio.UnaryUnaryMultiCallable[_request_response_pb2.MutateRunTagsRequest, _request_response_pb2.MutateRunTagsResponse]  # type: ignore[assignment]
+    """MutateRunTags removes and adds user tags of a run in one atomic change
+    (removals first: Metaflow's replace_tags) and returns the run. System
+    tags never change. The change is durable when the call returns.
+    """
 
 class MetadataServiceServicer(metaclass=_abc_1.ABCMeta):
     """MetadataService reads what the core recorded about flows, runs, steps,
-    tasks, artifacts and logs. Names follow the pathspec:
+    tasks, artifacts and logs, and changes the one thing users may change
+    afterwards: the user tags of a run. Names follow the pathspec:
     flows/{flow}/runs/{run}/steps/{step}/tasks/{task}/artifacts/{artifact}.
     A malformed name fails with INVALID_ARGUMENT; an absent object with
     NOT_FOUND, whose ErrorInfo reason is "NOT_FOUND" and whose metadata carries
@@ -203,6 +216,17 @@ class MetadataServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_request_response_pb2.ReadTaskLogResponse, _abc.Awaitable[_request_response_pb2.ReadTaskLogResponse]]:
         """ReadTaskLog reads a slice of a task's stdout or stderr. Logs are stored
         as the task prints, so they survive a killed task.
+        """
+
+    @_abc_1.abstractmethod
+    def MutateRunTags(
+        self,
+        request: _request_response_pb2.MutateRunTagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_request_response_pb2.MutateRunTagsResponse, _abc.Awaitable[_request_response_pb2.MutateRunTagsResponse]]:
+        """MutateRunTags removes and adds user tags of a run in one atomic change
+        (removals first: Metaflow's replace_tags) and returns the run. System
+        tags never change. The change is durable when the call returns.
         """
 
 def add_MetadataServiceServicer_to_server(servicer: MetadataServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

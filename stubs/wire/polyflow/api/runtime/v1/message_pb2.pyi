@@ -526,6 +526,8 @@ class TaskSpec(_message.Message):
     PARAMETER_NAMES_FIELD_NUMBER: _builtins.int
     NAMESPACE_FIELD_NUMBER: _builtins.int
     TOKEN_FIELD_NUMBER: _builtins.int
+    MAX_USER_CODE_RETRIES_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """The task's resource name."""
     flow_name: _builtins.str
@@ -554,6 +556,17 @@ class TaskSpec(_message.Message):
     """
     token: _builtins.str
     """Bearer token for the worker's calls to the core, when the core wants one."""
+    max_user_code_retries: _builtins.int
+    """How many times the step's own code may be retried: `times` of the step's
+    @retry decorator, 0 without one. An attempt numbered above it is a
+    fallback attempt that @catch adds: the worker does not run the step's
+    code; @catch records the previous attempt's failure in its variable and
+    the task takes the step's static transition.
+    """
+    previous_failure_message: _builtins.str
+    """Why the previous attempt of this task failed, in one line (exception,
+    signal, timeout); empty on a task's first attempt.
+    """
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskInput]:
         """The tasks whose outputs this one reads: one, or several for a join."""
@@ -600,10 +613,12 @@ class TaskSpec(_message.Message):
         parameter_names: _abc.Iterable[_builtins.str] | None = ...,
         namespace: _builtins.str = ...,
         token: _builtins.str = ...,
+        max_user_code_retries: _builtins.int = ...,
+        previous_failure_message: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["graph", b"graph", "store", b"store"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "code_path", b"code_path", "core_address", b"core_address", "flow_name", b"flow_name", "foreach_stack", b"foreach_stack", "graph", b"graph", "inputs", b"inputs", "max_num_splits", b"max_num_splits", "namespace", b"namespace", "origin_run_id", b"origin_run_id", "parameter_names", b"parameter_names", "run_id", b"run_id", "step_name", b"step_name", "store", b"store", "tags", b"tags", "task", b"task", "task_id", b"task_id", "token", b"token", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "code_path", b"code_path", "core_address", b"core_address", "flow_name", b"flow_name", "foreach_stack", b"foreach_stack", "graph", b"graph", "inputs", b"inputs", "max_num_splits", b"max_num_splits", "max_user_code_retries", b"max_user_code_retries", "namespace", b"namespace", "origin_run_id", b"origin_run_id", "parameter_names", b"parameter_names", "previous_failure_message", b"previous_failure_message", "run_id", b"run_id", "step_name", b"step_name", "store", b"store", "tags", b"tags", "task", b"task", "task_id", b"task_id", "token", b"token", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
