@@ -608,6 +608,27 @@ class CoreClient:
             offset = response.next_offset
         return b"".join(pieces)
 
+    def mutate_run_tags(
+        self,
+        run: str,
+        *,
+        add: Iterable[str] = (),
+        remove: Iterable[str] = (),
+        request_id: str = "",
+    ) -> metadata_pb2.Run:
+        """Remove, then add user tags of a run atomically; return the run (graph left out).
+
+        A ``request_id`` is made up when absent, so the retry after an unavailable core does
+        not apply the change a second time over someone else's.
+        """
+        request = metadata_rr.MutateRunTagsRequest(
+            run=run,
+            add_tags=list(add),
+            remove_tags=list(remove),
+            request_id=request_id or uuid.uuid4().hex,
+        )
+        return self._unary("MutateRunTags", self._metadata.MutateRunTags, request).run
+
     # -- DatastoreService -----------------------------------------------------------------
 
     def get_store_info(self) -> runtime_pb2.StoreLocation:
@@ -663,3 +684,19 @@ class CoreClient:
         commit = datastore_rr.CommitBlobRequest(upload_id=upload_id, expected_digest=expected)
         response = self._unary("CommitBlob", self._datastore.CommitBlob, commit, retry=False)
         return response.digest, response.size_bytes
+
+    def convert_blob(
+        self, digest: str, encoding: str, accept: Sequence[str]
+    ) -> graph_pb2.ArtifactRef:
+        """A stored value in one of the ``accept`` encodings (converted by the core).
+
+        Returns:
+            The converted blob's reference (digest, encoding, size, type name).
+        """
+        request = datastore_rr.ConvertBlobRequest(
+            digest=digest, encoding=encoding, accept_encodings=list(accept)
+        )
+        response = self._unary(
+            "ConvertBlob", self._datastore.ConvertBlob, request, timeout=DEFAULT_TIMEOUT * 20
+        )
+        return response.ref

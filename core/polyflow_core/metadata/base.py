@@ -1,14 +1,16 @@
 """The metadata store contract: records, and the ABC every back-end implements.
 
-Writers: only the scheduler thread calls the ``record_*``/``create_*``/``finish_*`` methods, so
-a back-end needs no cross-writer locking. Readers (the gRPC servicers) may call the ``get_*`` /
-``list_*`` methods from any thread, concurrently with the writer.
+Writers: only the scheduler thread calls the write methods (``create_*``, ``set_*``,
+``start_*``, ``finish_*``, ``fail_*``, ``update_*``; tag changes from clients are queued to it
+too), so a back-end needs no cross-writer locking. Readers (the gRPC servicers) may call the
+``get_*`` / ``list_*`` methods from any thread, concurrently with the writer.
 Times are UTC ``datetime`` objects. Ids are decimal strings.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,6 +18,10 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+MAX_USER_TAGS = 50
+"""Most user tags a tag change may leave on a run (Metaflow's limit); a change that shrinks
+or keeps the count of a run over it is still allowed."""
 
 
 class RunState(Enum):
@@ -106,7 +112,8 @@ class RunRecord:
     user: str
     graph: bytes
     """The serialized ``FlowGraph`` message (with kinds): opaque to the store. Left empty
-    (``b""``) by ``list_runs``; ``get_run`` and ``create_run`` fill it."""
+    (``b""``) by ``list_runs`` and ``update_run_tags``; ``get_run`` and ``create_run`` fill
+    it."""
     failure_message: str = ""
     origin_run_id: str = ""
     end_task_id: str = ""
@@ -184,6 +191,15 @@ class MetadataStore(abc.ABC):
     ``polyflow_core.errors``) is raised by getters for absent objects.
     """
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """A block whose writes commit together when it ends (group commit).
+
+        Writes inside it are not durable until the block ends; the caller acknowledges them
+        only after that. Stores without transactions keep the default: every write is
+        durable when it returns, and the block adds nothing.
+        """
+        return contextlib.nullcontext()
+
     # --- writes (scheduler thread only) ---------------------------------------------
     @abc.abstractmethod
     def create_run(
@@ -254,6 +270,27 @@ class MetadataStore(abc.ABC):
         metadata: dict[str, str] | None = None,
     ) -> None:
         """Record the end of an attempt and the artifacts it stored, in one transaction."""
+
+    @abc.abstractmethod
+    def update_run_tags(
+        self, flow_id: str, run_id: str, *, add: Sequence[str], remove: Sequence[str]
+    ) -> RunRecord:
+        """Remove the user tags ``remove``, then add ``add``, in one transaction.
+
+        Removing an absent tag and adding a present one do nothing; adding one of the run's
+        system tags is skipped (it does not become a user tag). Prefix rules and request ids
+        are the caller's (:mod:`polyflow_core.domain.tags`).
+
+        Returns:
+            The run after the change, its ``graph`` left empty.
+
+        Raises:
+            NotFoundError: No such run.
+            InvalidArgumentError: A tag of ``remove`` is a system tag of the run (reason
+                ``SYSTEM_TAG_IMMUTABLE``, nothing changed), or the change would leave more
+                than :data:`MAX_USER_TAGS` user tags and more than before (reason
+                ``TOO_MANY_TAGS``).
+        """
 
     @abc.abstractmethod
     def fail_unfinished_runs(self, message: str) -> list[tuple[str, str]]:

@@ -46,6 +46,7 @@ from polyflow_core.errors import (
     NotFoundError,
 )
 from polyflow_core.metadata.base import (
+    MAX_USER_TAGS,
     ArtifactRecord,
     AttemptRecord,
     ExceptionRecord,
@@ -338,7 +339,8 @@ class SqliteMetadataStore(MetadataStore):
     def __init__(self, db_path: str | os.PathLike[str]) -> None:
         self._path = Path(db_path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._write_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._batch_owner: int | None = None  # thread id of the open batch, if any
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -391,10 +393,24 @@ class SqliteMetadataStore(MetadataStore):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, committed (durably) on exit, rolled back on error."""
+        """One write transaction, committed (durably) on exit, rolled back on error.
+
+        Inside :meth:`batch` it is a savepoint of the batch's transaction instead: an error
+        undoes this write only, and nothing is durable before the batch commits.
+        """
         with self._write_lock:
             self._check_open()
             conn = self._writer
+            if self._batch_owner is not None:
+                conn.execute("SAVEPOINT write")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK TO write")
+                    conn.execute("RELEASE write")
+                    raise
+                conn.execute("RELEASE write")
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -404,9 +420,40 @@ class SqliteMetadataStore(MetadataStore):
             conn.execute("COMMIT")
 
     @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the writes made inside into one transaction: one commit, one sync.
+
+        The writes become durable together when the block ends (the caller acknowledges
+        them only after that). Each write still applies or fails as a whole (a savepoint).
+        Reads made inside the block by the same thread see the batch's writes; other threads
+        see them once it commits. A nested call joins the open batch. An exception leaving
+        the block rolls every write of the batch back.
+        """
+        with self._write_lock:
+            if self._batch_owner is not None:
+                yield
+                return
+            self._check_open()
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            self._batch_owner = threading.get_ident()
+            try:
+                yield
+            except BaseException:
+                self._batch_owner = None
+                conn.execute("ROLLBACK")
+                raise
+            self._batch_owner = None
+            conn.execute("COMMIT")
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """One read snapshot on this thread's connection."""
+        """One read snapshot on this thread's connection (the batch's own connection and
+        transaction for the thread that holds an open :meth:`batch`)."""
         self._check_open()
+        if self._batch_owner == threading.get_ident():
+            yield self._writer
+            return
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
@@ -547,6 +594,58 @@ class SqliteMetadataStore(MetadataStore):
             )
             if cursor.rowcount == 0:
                 raise _run_not_found(flow_id, run_id)
+
+    def update_run_tags(
+        self, flow_id: str, run_id: str, *, add: Sequence[str], remove: Sequence[str]
+    ) -> RunRecord:
+        """Remove, then add user tags in one transaction (see
+        :meth:`MetadataStore.update_run_tags`).
+
+        Raises:
+            NotFoundError: No such run.
+            InvalidArgumentError: A removed tag is a system tag (``SYSTEM_TAG_IMMUTABLE``), or
+                too many user tags would remain (``TOO_MANY_TAGS``).
+        """
+        run = _int_id(run_id)
+        with self._write() as conn:
+            self._check_run(conn, flow_id, run, run_id)
+            user: set[str] = set()
+            system: set[str] = set()
+            for tag, is_system in conn.execute(
+                "SELECT tag, system FROM run_tags WHERE run_id = ?", (run,)
+            ):
+                (system if is_system else user).add(tag)
+            blocked = sorted(system.intersection(remove))
+            if blocked:
+                raise InvalidArgumentError(
+                    f"tag {blocked[0]!r} is a system tag of run {flow_id}/{run_id}: system tags "
+                    "cannot be changed",
+                    reason="SYSTEM_TAG_IMMUTABLE",
+                    metadata={"tag": blocked[0], "flow_id": flow_id, "run_id": run_id},
+                )
+            wanted = (user - set(remove)) | (set(add) - system)
+            if len(wanted) > MAX_USER_TAGS and len(wanted) > len(user):
+                raise InvalidArgumentError(
+                    f"run {flow_id}/{run_id} would carry {len(wanted)} user tags; at most "
+                    f"{MAX_USER_TAGS} are allowed",
+                    reason="TOO_MANY_TAGS",
+                    metadata={
+                        "flow_id": flow_id,
+                        "run_id": run_id,
+                        "count": str(len(wanted)),
+                        "max": str(MAX_USER_TAGS),
+                    },
+                )
+            conn.executemany(
+                "DELETE FROM run_tags WHERE run_id = ? AND tag = ? AND system = 0",
+                [(run, tag) for tag in sorted(user - wanted)],
+            )
+            conn.executemany(
+                "INSERT INTO run_tags (run_id, tag, system) VALUES (?, ?, 0)",
+                [(run, tag) for tag in sorted(wanted - user)],
+            )
+            assert run is not None  # _check_run found it
+            return self._get_run(conn, flow_id, run, with_graph=False)
 
     def create_task(
         self,

@@ -1,10 +1,15 @@
-"""``MetadataService``: reads of flows, runs, steps, tasks, artifacts and task logs.
+"""``MetadataService``: reads of flows, runs, steps, tasks, artifacts and task logs, and
+changes of a run's user tags.
 
 A thin servicer: it parses names, applies the page-size defaults and maxima of the proto
 comments, calls the :class:`~polyflow_core.metadata.base.MetadataStore`, and converts records
 with :mod:`polyflow_core.services.convert`. Errors become statuses through
 :mod:`polyflow_core.services.status`; a NOT_FOUND carries the name asked for in its
 ``ErrorInfo`` metadata (``name``).
+
+Reads go straight to the store. The one write, ``MutateRunTags``, does not: it is handed to a
+:class:`~polyflow_core.domain.tags.RunTagWriter` (the scheduler), which applies it on the
+scheduler thread, so the store keeps a single writer.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from polyflow.api.common.v1 import enums_pb2
 from polyflow.api.metadata.v1 import request_response_pb2 as rr
 from polyflow.api.metadata.v1 import service_pb2_grpc
 
-from polyflow_core.errors import InvalidArgumentError, NotFoundError
+from polyflow_core.domain.tags import RunTagWriter, check_tag_change
+from polyflow_core.errors import CoreError, ErrorCode, InvalidArgumentError, NotFoundError
 from polyflow_core.metadata.base import (
     ArtifactRecord,
     AttemptRecord,
@@ -149,11 +155,16 @@ class MetadataServicer(service_pb2_grpc.MetadataServiceServicer):
     Args:
         store: Where runs and tasks are recorded.
         layout: The root's layout (task logs are read from ``layout.task_log_path``).
+        tag_writer: Applies ``MutateRunTags`` changes (the scheduler); without one that call
+            fails with UNIMPLEMENTED.
     """
 
-    def __init__(self, store: MetadataStore, layout: RootLayout) -> None:
+    def __init__(
+        self, store: MetadataStore, layout: RootLayout, *, tag_writer: RunTagWriter | None = None
+    ) -> None:
         self._store = store
         self._layout = layout
+        self._tag_writer = tag_writer
 
     # --- flows and runs -----------------------------------------------------------------
     @unary_errors
@@ -394,3 +405,19 @@ class MetadataServicer(service_pb2_grpc.MetadataServiceServicer):
             eof=finished and next_offset >= size,
             size_bytes=size,
         )
+
+    # --- tags ---------------------------------------------------------------------------
+    @unary_errors
+    def MutateRunTags(
+        self, request: rr.MutateRunTagsRequest, context: grpc.ServicerContext
+    ) -> rr.MutateRunTagsResponse:
+        """Remove, then add user tags of a run, atomically (rules: ``domain/tags.py``)."""
+        name = parse_run_name(request.run, "run")
+        change = check_tag_change(request.add_tags, request.remove_tags)
+        if self._tag_writer is None:
+            raise CoreError(
+                "this server cannot change tags", code=ErrorCode.UNIMPLEMENTED, reason="NO_WRITER"
+            )
+        with _asked(request.run):
+            run = self._tag_writer.update_run_tags(name.flow, name.run, change, request.request_id)
+        return rr.MutateRunTagsResponse(run=convert.run_to_proto(run, with_graph=False))

@@ -45,8 +45,8 @@ class RunOptions:
     """Tasks that may run at once."""
     max_num_splits: int = 100
     """Most splits one foreach may create."""
-    max_log_size_mb: int = 10
-    """Most MiB of stdout and of stderr stored per task attempt."""
+    max_log_size_mb: float = 10
+    """Most MiB of stdout and of stderr stored per task attempt (at least one byte)."""
     tags: tuple[str, ...] = ()
     """User tags."""
     run_id_file: str | None = None
@@ -359,7 +359,7 @@ def _execute(flow_cls: type, options: RunOptions, console: Console) -> int:
         options=runtime_pb2.RunOptions(
             max_workers=options.max_workers,
             max_num_splits=options.max_num_splits,
-            max_log_size_bytes=options.max_log_size_mb * MIB,
+            max_log_size_bytes=max(1, round(options.max_log_size_mb * MIB)),
         ),
         environment=_environment(definition, graph),
         user=user,

@@ -118,9 +118,12 @@ class DataArtifact(PolyflowObject):
         """The value, read and decoded on first access."""
         if self._value is _UNLOADED:
             from polyflow._codecs import decode
+            from polyflow._conversion import core_converter, readable
 
             ref = self._proto.ref
-            self._value = decode(read_blob(ref.digest), ref.encoding)
+            # A value another language wrote (R's rds) is converted by the core first.
+            digest, encoding = readable(ref.digest, ref.encoding, core_converter(core))
+            self._value = decode(read_blob(digest), encoding)
         return self._value
 
     @property

@@ -21,6 +21,19 @@ __all__ = ["Run"]
 _TERMINAL = (enums_pb2.RUN_STATE_SUCCEEDED, enums_pb2.RUN_STATE_FAILED)
 
 
+def _tag_list(tags: str | Iterable[str]) -> list[str]:
+    """One tag or an iterable of tags, as a list of strings.
+
+    Raises:
+        TypeError: A tag is not a string.
+    """
+    items = [tags] if isinstance(tags, str) else list(tags)
+    for tag in items:
+        if not isinstance(tag, str):
+            raise TypeError(f"a tag must be a string, got {type(tag).__name__}: {tag!r}")
+    return items
+
+
 class Run(PolyflowObject):
     """A run: ``Run("HelloFlow/3")``.
 
@@ -67,6 +80,84 @@ class Run(PolyflowObject):
 
     def _run_tags(self) -> tuple[Iterable[str], Iterable[str]]:
         return self._proto.tags, self._proto.system_tags
+
+    # -- tag mutation (Metaflow's API) ----------------------------------------------------
+
+    def add_tag(self, tag: str | Iterable[str]) -> None:
+        """Add a user tag to the run.
+
+        Adding a tag the run carries already, or one of its system tags, does nothing.
+
+        Args:
+            tag: The tag (an iterable of tags is accepted too, as in Metaflow).
+
+        Raises:
+            InvalidArgumentError: The tag is empty, longer than 500 characters, or starts
+                with a system tag prefix (``user:``, ``runtime:``, ``python_version:``,
+                ``polyflow_version:``; reason ``SYSTEM_TAG_IMMUTABLE``).
+        """
+        self.replace_tags((), _tag_list(tag))
+
+    def add_tags(self, tags: Iterable[str]) -> None:
+        """Add user tags to the run (see :meth:`add_tag`).
+
+        Args:
+            tags: The tags.
+        """
+        self.replace_tags((), _tag_list(tags))
+
+    def remove_tag(self, tag: str | Iterable[str]) -> None:
+        """Remove a user tag from the run; removing a tag it does not carry does nothing.
+
+        Args:
+            tag: The tag (an iterable of tags is accepted too, as in Metaflow).
+
+        Raises:
+            InvalidArgumentError: The tag is one of the run's system tags (reason
+                ``SYSTEM_TAG_IMMUTABLE``); nothing is changed.
+        """
+        self.replace_tags(_tag_list(tag), ())
+
+    def remove_tags(self, tags: Iterable[str]) -> None:
+        """Remove user tags from the run (see :meth:`remove_tag`).
+
+        Args:
+            tags: The tags.
+        """
+        self.replace_tags(_tag_list(tags), ())
+
+    def replace_tag(
+        self, tag_to_remove: str | Iterable[str], tag_to_add: str | Iterable[str]
+    ) -> None:
+        """Remove a tag and add another, atomically; the removal comes first.
+
+        Args:
+            tag_to_remove: The tag to remove (or an iterable of tags).
+            tag_to_add: The tag to add (or an iterable of tags).
+        """
+        self.replace_tags(_tag_list(tag_to_remove), _tag_list(tag_to_add))
+
+    def replace_tags(self, tags_to_remove: Iterable[str], tags_to_add: Iterable[str]) -> None:
+        """Remove tags, then add tags, in one atomic change, and refresh :attr:`tags`.
+
+        The rules of :meth:`add_tag` and :meth:`remove_tag` apply; a refused change changes
+        nothing.
+
+        Args:
+            tags_to_remove: Tags to remove.
+            tags_to_add: Tags to add.
+
+        Raises:
+            InvalidArgumentError: Both lists are empty, a tag is invalid, a system tag would
+                change, or the run would carry more than 50 user tags.
+            NotFoundError: The run no longer exists.
+        """
+        proto = core().mutate_run_tags(
+            self._resource_name, add=_tag_list(tags_to_add), remove=_tag_list(tags_to_remove)
+        )
+        if self._proto.HasField("graph"):  # the answer leaves the graph out: keep ours
+            proto.graph.CopyFrom(self._proto.graph)
+        self._proto = proto
 
     # -- Metaflow's Run API ---------------------------------------------------------------
 
