@@ -1,7 +1,9 @@
 """``DatastoreService``: artifact bytes for clients that cannot reach the store themselves.
 
-A thin servicer over a :class:`~polyflow_core.datastore.base.BlobStore` and its
-:class:`~polyflow_core.datastore.local.UploadSessions`. Reads stream in chunks of at most
+A thin servicer over a :class:`~polyflow_core.datastore.base.BlobStore`, its
+:class:`~polyflow_core.datastore.local.UploadSessions` and an
+:class:`~polyflow_core.convert.service.ArtifactConverter` (``ConvertBlob``, which decodes
+values only in converter processes). Reads stream in chunks of at most
 1 MiB and are verified before the first chunk leaves (DATA_LOSS, reason
 ``BLOB_DIGEST_MISMATCH``, with a ``BlobDigestMismatch`` detail, on corruption).
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import grpc
+from polyflow.api.common.v1 import graph_pb2
 from polyflow.api.datastore.v1 import request_response_pb2 as rr
 from polyflow.api.datastore.v1 import service_pb2_grpc
 
+from polyflow_core.convert.service import ArtifactConverter
 from polyflow_core.datastore.base import BlobStore, parse_digest
 from polyflow_core.datastore.local import MAX_UPLOAD_CHUNK, UploadSessions
 from polyflow_core.errors import InvalidArgumentError
@@ -34,11 +38,19 @@ class DatastoreServicer(service_pb2_grpc.DatastoreServiceServicer):
     Args:
         store: The blob store.
         uploads: The upload sessions that commit into ``store``.
+        converter: Converts values between encodings (one over ``store`` when omitted;
+            converter processes start only when a conversion is asked for).
     """
 
-    def __init__(self, store: BlobStore, uploads: UploadSessions) -> None:
+    def __init__(
+        self,
+        store: BlobStore,
+        uploads: UploadSessions,
+        converter: ArtifactConverter | None = None,
+    ) -> None:
         self._store = store
         self._uploads = uploads
+        self._converter = converter if converter is not None else ArtifactConverter(store)
 
     @unary_errors
     def GetStoreInfo(
@@ -102,3 +114,24 @@ class DatastoreServicer(service_pb2_grpc.DatastoreServiceServicer):
         """Store an upload by its digest."""
         info = self._uploads.commit(request.upload_id, request.expected_digest)
         return rr.CommitBlobResponse(digest=info.digest, size_bytes=info.size)
+
+    @unary_errors
+    def ConvertBlob(
+        self, request: rr.ConvertBlobRequest, context: grpc.ServicerContext
+    ) -> rr.ConvertBlobResponse:
+        """The value in an accepted encoding, converted in a converter process."""
+        result = self._converter.convert(
+            request.digest, request.encoding, list(request.accept_encodings)
+        )
+        return rr.ConvertBlobResponse(
+            ref=graph_pb2.ArtifactRef(
+                digest=result.digest,
+                encoding=result.encoding,
+                size_bytes=result.size,
+                type_name=result.type_name,
+            )
+        )
+
+    def close(self) -> None:
+        """Stop the converter processes."""
+        self._converter.close()
