@@ -31,6 +31,7 @@ from polyflow_core.domain.execution import (
 )
 from polyflow_core.domain.graph import ValidationResult, validate
 from polyflow_core.domain.model import FlowGraph, Language
+from polyflow_core.domain.resume import steps_to_rerun
 from polyflow_core.domain.scheduler import Scheduler
 from polyflow_core.errors import (
     CoreError,
@@ -39,7 +40,7 @@ from polyflow_core.errors import (
     InvalidArgumentError,
 )
 from polyflow_core.executors.base import Executor, WorkerLanguage
-from polyflow_core.metadata.base import MetadataStore, RunState
+from polyflow_core.metadata.base import ArtifactRecord, MetadataStore, RunState
 from polyflow_core.services.convert import run_to_proto, store_location_to_proto
 from polyflow_core.services.graph_convert import graph_from_proto, graph_to_proto, problem_to_proto
 from polyflow_core.services.names import parse_run_name, parse_task_name
@@ -175,6 +176,7 @@ class RuntimeServicer(service_pb2_grpc.RuntimeServiceServicer):
                     metadata={"artifact": artifact.name},
                 )
             seen.add(artifact.name)
+        origin_run_id = _resume_fields(request, graph, artifacts)
         user = request.user or default_user()
         record = self._scheduler.start_run(
             RunRequest(
@@ -191,6 +193,9 @@ class RuntimeServicer(service_pb2_grpc.RuntimeServiceServicer):
                 system_tags=system_tags(user, self._info.version, request.system_tags),
                 namespace=request.namespace,
                 request_id=request.request_id,
+                origin_run_id=origin_run_id,
+                resume_step=request.resume_step,
+                clone_only=request.clone_only,
             )
         )
         return rr_pb2.StartRunResponse(run=run_to_proto(record, with_graph=True))
@@ -326,6 +331,47 @@ class RuntimeServicer(service_pb2_grpc.RuntimeServiceServicer):
             outcome_from_proto(request.outcome),
         )
         return rr_pb2.CompleteTaskResponse()
+
+
+def _resume_fields(
+    request: rr_pb2.StartRunRequest, graph: FlowGraph, artifacts: tuple[ArtifactRecord, ...]
+) -> str:
+    """Check the resume fields of a ``StartRunRequest``; returns the origin run's id (empty
+    when the request does not resume).
+
+    Raises:
+        InvalidArgumentError: A resume-only field without ``origin_run``, parameter artifacts
+            with it, a malformed name, or a resume step the graph lacks.
+        FailedPreconditionError: The origin run is of another flow (reason
+            ``ORIGIN_RUN_OTHER_FLOW``).
+    """
+    if not request.origin_run:
+        if request.resume_step or request.clone_only:
+            field = "resume_step" if request.resume_step else "clone_only"
+            raise InvalidArgumentError(
+                f"{field} is only for a resume: it needs origin_run",
+                reason="RESUME_FIELD_WITHOUT_ORIGIN",
+                metadata={"field": field},
+            )
+        return ""
+    name = parse_run_name(request.origin_run, "origin_run")
+    if name.flow != graph.flow_name:
+        raise FailedPreconditionError(
+            f"run {name.flow}/{name.run} is a run of flow {name.flow}, not of "
+            f"{graph.flow_name}: only a run of the same flow can be resumed",
+            reason="ORIGIN_RUN_OTHER_FLOW",
+            metadata={"origin_run": request.origin_run, "flow": graph.flow_name},
+        )
+    if artifacts:
+        raise InvalidArgumentError(
+            "a resumed run takes its parameters from its origin run: parameter_artifacts "
+            "must be empty when origin_run is set",
+            reason="RESUME_PARAMETERS",
+            metadata={"origin_run": request.origin_run},
+        )
+    if request.resume_step:
+        steps_to_rerun(graph, request.resume_step)  # INVALID_ARGUMENT for an unknown step
+    return name.run
 
 
 def _validate(message: graph_pb2.FlowGraph | None) -> ValidationResult:

@@ -190,6 +190,7 @@ def event_to_proto(event: RunEvent) -> message_pb2.RunEvent:
                 task=_task_name(payload.pathspec),
                 pathspec=payload.pathspec,
                 attempt=payload.attempt,
+                cloned=payload.cloned,
             )
         )
     elif isinstance(payload, TaskFinished):
@@ -200,6 +201,7 @@ def event_to_proto(event: RunEvent) -> message_pb2.RunEvent:
             state=enums_pb2.TaskState.ValueType(payload.state.value),
             failure_message=payload.failure_message,
             will_retry=payload.will_retry,
+            cloned=payload.cloned,
         )
         if payload.exception is not None:
             finished.exception.CopyFrom(exception_to_proto(payload.exception))

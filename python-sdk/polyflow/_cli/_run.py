@@ -29,8 +29,17 @@ if TYPE_CHECKING:
     from polyflow._transport import CoreClient
     from polyflow.api.common.v1 import graph_pb2
     from polyflow.api.runtime.v1 import message_pb2 as runtime_pb2
+    from polyflow.api.runtime.v1 import request_response_pb2 as runtime_rr
 
-__all__ = ["BlobWriter", "RunOptions", "env_var_name", "execute_run", "resolve_parameters"]
+__all__ = [
+    "BlobWriter",
+    "RunOptions",
+    "env_var_name",
+    "execute_run",
+    "options_message",
+    "resolve_parameters",
+    "start_and_follow",
+]
 
 MIB = 1024 * 1024
 _RECENT_LINES = 200
@@ -233,6 +242,11 @@ class _Follower:
                 self.recent_stderr.setdefault(key, deque(maxlen=_RECENT_LINES)).append(line.text)
         elif kind == "task_started":
             started = event.task_started
+            if started.cloned:
+                self.console.task(
+                    started.pathspec, "Cloning results of a previously successful task.", when
+                )
+                return
             retry = f" (retry {started.attempt})" if started.attempt else ""
             self.console.task(started.pathspec, f"Task is starting{retry}.", when)
         elif kind == "task_finished":
@@ -250,7 +264,8 @@ class _Follower:
 
         if finished.state == enums_pb2.TASK_STATE_SUCCEEDED:
             self.recent_stderr.pop((finished.pathspec, finished.attempt), None)
-            self.console.task(finished.pathspec, "Task finished successfully.", when)
+            if not finished.cloned:  # a clone's one line was printed when it started
+                self.console.task(finished.pathspec, "Task finished successfully.", when)
             return
         error = finished.exception
         printed = self.recent_stderr.pop((finished.pathspec, finished.attempt), deque())
@@ -323,7 +338,6 @@ def _execute(flow_cls: type, options: RunOptions, console: Console) -> int:
     from polyflow._authoring.members import flow_constants, flow_parameters
     from polyflow._cli.main import _version
     from polyflow._daemon import get_client
-    from polyflow.api.runtime.v1 import message_pb2 as runtime_pb2
     from polyflow.api.runtime.v1 import request_response_pb2 as runtime_rr
     from polyflow.client._namespace import current_user, get_namespace
 
@@ -356,16 +370,35 @@ def _execute(flow_cls: type, options: RunOptions, console: Console) -> int:
         graph=graph,
         parameter_artifacts=refs,
         tags=list(dict.fromkeys(options.tags)),
-        options=runtime_pb2.RunOptions(
-            max_workers=options.max_workers,
-            max_num_splits=options.max_num_splits,
-            max_log_size_bytes=max(1, round(options.max_log_size_mb * MIB)),
-        ),
+        options=options_message(options),
         environment=_environment(definition, graph),
         user=user,
         namespace=ns or "",
         system_tags=_system_tags(),
     )
+    return start_and_follow(client, request, flow_cls.__name__, options, console)
+
+
+def options_message(options: RunOptions) -> runtime_pb2.RunOptions:
+    """The ``RunOptions`` message of ``run``'s (and ``resume``'s) options."""
+    from polyflow.api.runtime.v1 import message_pb2 as runtime_pb2
+
+    return runtime_pb2.RunOptions(
+        max_workers=options.max_workers,
+        max_num_splits=options.max_num_splits,
+        max_log_size_bytes=max(1, round(options.max_log_size_mb * MIB)),
+    )
+
+
+def start_and_follow(
+    client: CoreClient,
+    request: runtime_rr.StartRunRequest,
+    flow_name: str,
+    options: RunOptions,
+    console: Console,
+) -> int:
+    """Start a run (``run`` and ``resume``), print its events until it ends, cancel it on
+    Ctrl-C; return the process exit status."""
     run = client.start_run(request)
     if options.run_id_file:
         _write_run_id(options.run_id_file, run.run_id)
@@ -376,12 +409,15 @@ def _execute(flow_cls: type, options: RunOptions, console: Console) -> int:
     try:
         _follow(client, run.name, follower)
     except KeyboardInterrupt:
-        console.error(f"Interrupted: cancelling run {flow_cls.__name__}/{run.run_id}...")
+        console.error(f"Interrupted: cancelling run {flow_name}/{run.run_id}...")
         try:
             client.cancel_run(run.name, "cancelled by the user (Ctrl-C)")
+            # The run ends once its killed tasks are gone: wait for that, so that nothing
+            # of it still runs when the prompt comes back (Ctrl-C again stops waiting).
+            _follow(client, run.name, follower)
         except (PolyflowError, KeyboardInterrupt):
             pass
-        console.error(f"Run {flow_cls.__name__}/{run.run_id} cancelled.")
+        console.error(f"Run {flow_name}/{run.run_id} cancelled.")
         return 1
     if follower.succeeded:
         console.event("Done!")

@@ -1,8 +1,8 @@
 """The command line of a flow file: ``python flow.py [--quiet] [--with SPEC] COMMAND``.
 
-Commands: ``run`` (with one option per flow parameter), ``check``, ``show``, ``logs``,
-``tag``, ``dump`` and ``help``, as in Metaflow. ``FlowSpec()`` calls :func:`main` when the
-user's script runs.
+Commands: ``run`` (with one option per flow parameter), ``resume`` (the same options, without
+parameters), ``check``, ``show``, ``logs``, ``tag``, ``dump`` and ``help``, as in Metaflow.
+``FlowSpec()`` calls :func:`main` when the user's script runs.
 
 gRPC, the client and the daemon are imported only by commands that talk to the core, so
 ``--help`` and option errors answer at once.
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -93,6 +93,60 @@ def _raw_parameters(params: Sequence[Parameter], kwargs: dict[str, Any]) -> dict
     return raw
 
 
+_RUN_OPTIONS = (
+    click.option(
+        "--max-workers",
+        type=click.IntRange(min=1),
+        default=16,
+        show_default=True,
+        help="Tasks that may run at once.",
+    ),
+    click.option(
+        "--max-num-splits",
+        type=click.IntRange(min=1),
+        default=100,
+        show_default=True,
+        help="Most splits one foreach may create.",
+    ),
+    click.option(
+        "--max-log-size",
+        type=click.FloatRange(min=0, min_open=True),
+        default=10,
+        show_default=True,
+        help="Most MB of stdout and of stderr stored per task attempt (fractions allowed); "
+        "later output is dropped and a truncation marker stored.",
+    ),
+    click.option("--tag", "tags", multiple=True, help="A tag for the run (repeatable)."),
+    click.option(
+        "--with",
+        "run_decospecs",
+        multiple=True,
+        metavar="SPEC",
+        help="Attach a decorator to every step, as the top-level --with does (repeatable).",
+    ),
+    click.option(
+        "--run-id-file",
+        type=click.Path(dir_okay=False, writable=True),
+        default=None,
+        help="Write the run id to this file as soon as the run exists.",
+    ),
+    click.option(
+        "--namespace",
+        default=None,
+        help="The client namespace of the run's tasks; an empty value means global.",
+    ),
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _run_options(command: F) -> F:
+    """The options ``run`` and ``resume`` share."""
+    for option in reversed(_RUN_OPTIONS):
+        command = option(command)
+    return command
+
+
 def build_cli(flow_cls: type) -> click.Group:
     """Make the click command line of a flow class.
 
@@ -100,8 +154,8 @@ def build_cli(flow_cls: type) -> click.Group:
         flow_cls: The flow class.
 
     Returns:
-        The command group (``run``, ``check``, ``show``, ``logs``, ``tag``, ``dump``,
-        ``help``).
+        The command group (``run``, ``resume``, ``check``, ``show``, ``logs``, ``tag``,
+        ``dump``, ``help``).
     """
     from polyflow._authoring.members import flow_parameters
 
@@ -125,47 +179,7 @@ def build_cli(flow_cls: type) -> click.Group:
         ctx.obj = {"quiet": quiet, "decospecs": decospecs}
 
     @cli.command(help="Run the flow.")
-    @click.option(
-        "--max-workers",
-        type=click.IntRange(min=1),
-        default=16,
-        show_default=True,
-        help="Tasks that may run at once.",
-    )
-    @click.option(
-        "--max-num-splits",
-        type=click.IntRange(min=1),
-        default=100,
-        show_default=True,
-        help="Most splits one foreach may create.",
-    )
-    @click.option(
-        "--max-log-size",
-        type=click.FloatRange(min=0, min_open=True),
-        default=10,
-        show_default=True,
-        help="Most MB of stdout and of stderr stored per task attempt (fractions allowed); "
-        "later output is dropped and a truncation marker stored.",
-    )
-    @click.option("--tag", "tags", multiple=True, help="A tag for the run (repeatable).")
-    @click.option(
-        "--with",
-        "run_decospecs",
-        multiple=True,
-        metavar="SPEC",
-        help="Attach a decorator to every step, as the top-level --with does (repeatable).",
-    )
-    @click.option(
-        "--run-id-file",
-        type=click.Path(dir_okay=False, writable=True),
-        default=None,
-        help="Write the run id to this file as soon as the run exists.",
-    )
-    @click.option(
-        "--namespace",
-        default=None,
-        help="The client namespace of the run's tasks; an empty value means global.",
-    )
+    @_run_options
     @click.pass_context
     def run(
         ctx: click.Context,
@@ -197,6 +211,75 @@ def build_cli(flow_cls: type) -> click.Group:
     for index, param in enumerate(params):
         run.params.append(_parameter_option(index, param))
 
+    @cli.command(
+        help="Resume a run: tasks that succeeded in it are cloned (their artifacts reused, "
+        "not copied) and the others run, with the origin run's parameters. STEP re-runs "
+        "that step and every step after it even where they succeeded. By default the "
+        "origin is the latest run started with `run` in the current namespace."
+    )
+    @click.argument("step", required=False)
+    @click.option(
+        "--origin-run-id",
+        default=None,
+        help="The run to resume (default: the latest run started with `run`).",
+    )
+    @click.option(
+        "--clone-only",
+        is_flag=True,
+        default=False,
+        hidden=True,
+        help="Only clone the tasks that succeeded; run nothing.",
+    )
+    @_run_options
+    @click.pass_context
+    def resume(
+        ctx: click.Context,
+        /,
+        step: str | None,
+        origin_run_id: str | None,
+        clone_only: bool,
+        max_workers: int,
+        max_num_splits: int,
+        max_log_size: float,
+        tags: tuple[str, ...],
+        run_decospecs: tuple[str, ...],
+        run_id_file: str | None,
+        namespace: str | None,
+        **kwargs: Any,
+    ) -> None:
+        from polyflow._cli._resume import ResumeOptions, execute_resume
+        from polyflow._cli._run import RunOptions
+
+        raw = _raw_parameters(params, kwargs)
+        given = [f"--{param.name}" for param in params if raw[param.attribute] is not None]
+        if given:
+            raise click.UsageError(
+                f"parameters cannot be changed on resume ({', '.join(given)} given): the "
+                "resumed run uses the parameter values of the run it resumes. Start a new "
+                "run with `run` to use other values.",
+                ctx,
+            )
+        options = RunOptions(
+            max_workers=max_workers,
+            max_num_splits=max_num_splits,
+            max_log_size_mb=max_log_size,
+            tags=tags,
+            run_id_file=run_id_file,
+            namespace=namespace,
+            decospecs=(*ctx.obj["decospecs"], *run_decospecs),
+            quiet=ctx.obj["quiet"],
+        )
+        resume_options = ResumeOptions(
+            step=step, origin_run_id=origin_run_id, clone_only=clone_only
+        )
+        ctx.exit(execute_resume(flow_cls, options, resume_options))
+
+    # Parameter options are accepted only to refuse them with a clear message.
+    for index, param in enumerate(params):
+        option = _parameter_option(index, param)
+        option.hidden = True
+        resume.params.append(option)
+
     @cli.command(help="Check that the flow's graph is valid.")
     @click.pass_context
     def check(ctx: click.Context) -> None:
@@ -221,7 +304,7 @@ def build_cli(flow_cls: type) -> click.Group:
         parent = ctx.parent
         assert parent is not None
         click.echo(cli.get_help(parent))
-        for name in ("run", "check", "show", "logs", "tag", "dump"):
+        for name in ("run", "resume", "check", "show", "logs", "tag", "dump"):
             command = cli.commands[name]
             sub = click.Context(command, info_name=name, parent=parent)
             click.echo("")

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from polyflow.client._base import PolyflowObject, core, to_datetime
-from polyflow.exceptions import DataLossError, NotFoundError
+from polyflow.exceptions import ArtifactCorruptedError, DataLossError, NotFoundError
 
 if TYPE_CHECKING:
     from polyflow._transport import CoreClient
@@ -115,15 +115,26 @@ class DataArtifact(PolyflowObject):
 
     @property
     def data(self) -> Any:
-        """The value, read and decoded on first access."""
+        """The value, read and decoded on first access.
+
+        Raises:
+            ArtifactCorruptedError: The stored bytes do not hash to the artifact's address
+                (the message names the artifact, its task and both digests).
+        """
         if self._value is _UNLOADED:
             from polyflow._codecs import decode
             from polyflow._conversion import core_converter, readable
 
             ref = self._proto.ref
-            # A value another language wrote (R's rds) is converted by the core first.
-            digest, encoding = readable(ref.digest, ref.encoding, core_converter(core))
-            self._value = decode(read_blob(digest), encoding)
+            try:
+                # A value another language wrote (R's rds) is converted by the core first.
+                digest, encoding = readable(ref.digest, ref.encoding, core_converter(core))
+                raw = read_blob(digest)
+            except DataLossError as error:
+                raise ArtifactCorruptedError.from_data_loss(
+                    error, artifact=self.id, pathspec="/".join(self._components[:4])
+                ) from None
+            self._value = decode(raw, encoding)
         return self._value
 
     @property

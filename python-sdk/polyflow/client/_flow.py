@@ -84,7 +84,12 @@ class Flow(PolyflowObject):
     @property
     def latest_run(self) -> Run | None:
         """The newest run in the current namespace (finished or not), or None."""
-        return next(self.runs(), None)
+        from polyflow.client._run import Run
+
+        proto = next(self._run_protos(self._namespaced(()), page_size=1), None)
+        if proto is None:
+            return None
+        return Run(f"{self.id}/{proto.run_id}", _namespace_check=False, _proto=proto)
 
     @property
     def latest_successful_run(self) -> Run | None:

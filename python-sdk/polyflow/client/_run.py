@@ -200,6 +200,15 @@ class Run(PolyflowObject):
         return self._live().failure_message
 
     @property
+    def origin_pathspec(self) -> str | None:
+        """For a run started with ``resume``: the pathspec of the run it resumed
+        (``Flow/run``); None otherwise."""
+        from polyflow._transport import pathspec_from_name
+
+        origin = self._proto.origin_run
+        return pathspec_from_name(origin) if origin else None
+
+    @property
     def end_task(self) -> Task | None:
         """The end step's task, or None when the end step has not run."""
         from polyflow._transport import pathspec_from_name

@@ -215,6 +215,15 @@ class Task(PolyflowObject):
         return dict(self._live().metadata)
 
     @property
+    def origin_pathspec(self) -> str | None:
+        """For a task that a resume cloned instead of running it: the pathspec of the task of
+        the origin run whose results it reuses; None for a task that ran."""
+        from polyflow._transport import pathspec_from_name
+
+        origin = self._proto.origin_task
+        return pathspec_from_name(origin) if origin else None
+
+    @property
     def parent_task_pathspecs(self) -> list[str]:
         """Pathspecs of the tasks whose outputs this task read."""
         from polyflow._transport import pathspec_from_name
