@@ -48,6 +48,7 @@ from polyflow_core.plugins import Registry, datastores, executors, metadata_stor
 from polyflow_core.services.datastore import DatastoreServicer
 from polyflow_core.services.metadata import MetadataServicer
 from polyflow_core.services.runtime import RuntimeServicer, ServerInfo
+from polyflow_core.services.status import RequestParsingInterceptor
 from polyflow_core.services.taskspec import encode_task_spec
 
 __all__ = [
@@ -218,6 +219,7 @@ class Daemon:
         self._datastores = datastore_registry or datastores()
         self._stop = threading.Event()
         self._stop_reason = ""
+        self._closers: list[Callable[[], None]] = []
 
     def request_stop(self, reason: str) -> None:
         """Ask :meth:`serve` to stop (thread- and signal-safe)."""
@@ -278,6 +280,7 @@ class Daemon:
                 activity, scheduler, metadata, blobs, executor, events, address
             )
             # Stop taking calls last: watchers get their runs' RunFinished events first.
+            cleanup.callback(self._close_services)
             cleanup.callback(lambda: server.stop(grace=2.0).wait(5.0))
             cleanup.callback(scheduler.stop, STOP_MESSAGE)
             scheduler.start()
@@ -308,7 +311,7 @@ class Daemon:
         layout = self.layout
         server = grpc.server(
             ThreadPoolExecutor(max_workers=config.threads, thread_name_prefix="polyflow-rpc"),
-            interceptors=[activity],
+            interceptors=[activity, RequestParsingInterceptor()],
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
@@ -335,18 +338,26 @@ class Daemon:
             server,
         )
         metadata_grpc.add_MetadataServiceServicer_to_server(
-            MetadataServicer(metadata, layout), server
+            MetadataServicer(metadata, layout, tag_writer=scheduler), server
         )
         uploads_folder = None if isinstance(blobs, LocalBlobStore) else layout.root / "uploads"
-        datastore_grpc.add_DatastoreServiceServicer_to_server(
-            DatastoreServicer(blobs, UploadSessions(blobs, uploads_folder)), server
-        )
+        datastore = DatastoreServicer(blobs, UploadSessions(blobs, uploads_folder))
+        self._closers.append(datastore.close)
+        datastore_grpc.add_DatastoreServiceServicer_to_server(datastore, server)
         return server
+
+    def _close_services(self) -> None:
+        """Release what the servicers hold (converter processes)."""
+        for close in self._closers:
+            close()
 
     def _wait(self, scheduler: Scheduler, activity: ActivityInterceptor) -> None:
         """Block until asked to stop, or idle for ``idle_timeout`` seconds."""
         timeout = self.config.idle_timeout
         while not self._stop.wait(1.0 if timeout <= 0 else min(1.0, timeout / 4)):
+            if scheduler.halted:
+                self.request_stop(f"the scheduler halted: {scheduler.halted}")
+                continue
             if timeout <= 0 or scheduler.active_run_count():
                 continue
             if activity.idle_for() >= timeout:

@@ -16,6 +16,7 @@ wait for the socket to answer.
 
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import subprocess
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ENV_ADDRESS",
+    "ENV_CLIENT_CACHE",
     "ENV_ROOT",
     "ENV_TOKEN",
     "Endpoint",
@@ -55,6 +57,9 @@ ENV_ROOT = "POLYFLOW_ROOT"
 """The root folder (``.polyflow``) whose daemon to use."""
 ENV_TOKEN = "POLYFLOW_CORE_TOKEN"
 """Bearer token for a core that wants one."""
+ENV_CLIENT_CACHE = "POLYFLOW_CLIENT_CACHE"
+"""``0`` turns off the cache of metadata reads (kept while the local daemon's change stamp
+is unchanged; see ``polyflow_core.stamp``)."""
 
 START_TIMEOUT = 20.0
 """Seconds to wait for a daemon this client started."""
@@ -166,7 +171,34 @@ def _log_tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def _spawn(layout: RootLayout) -> None:
+_launchers: dict[Path, subprocess.Popen[bytes]] = {}  # started early, not waited for yet
+
+
+def start_early() -> None:
+    """Start the project's daemon now, without waiting for it, when none can be answering
+    (no socket): a command that will need it (``run``) overlaps the daemon's start with its
+    own. :func:`ensure_daemon` then waits for this one rather than starting another."""
+    if os.environ.get(ENV_ADDRESS):
+        return
+    try:
+        root = resolve_root()
+        if root is None:
+            return
+        layout = RootLayout(root)
+        if not layout.socket_path.exists() and layout.root not in _launchers:
+            if not _launchers:
+                atexit.register(_reap_early)  # when the command never needed the daemon
+            _launchers[layout.root] = _spawn(layout, wait=False)
+    except OSError:
+        pass  # ensure_daemon will try again, and report
+
+
+def _reap_early() -> None:
+    while _launchers:
+        _reap(_launchers.popitem()[1])
+
+
+def _spawn(layout: RootLayout, *, wait: bool = True) -> subprocess.Popen[bytes]:
     layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(layout.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -180,6 +212,13 @@ def _spawn(layout: RootLayout) -> None:
         )
     finally:
         os.close(fd)
+    if wait:
+        _reap(launcher)
+    return launcher
+
+
+def _reap(launcher: subprocess.Popen[bytes]) -> None:
+    """Wait for a launcher (it forks the daemon and exits at once)."""
     try:
         launcher.wait(timeout=10)
     except subprocess.TimeoutExpired:
@@ -204,11 +243,17 @@ def ensure_daemon(root: Path, *, timeout: float = START_TIMEOUT) -> GetServerInf
     layout = RootLayout(root)
     address = core_address(layout)
     # Without a socket file nothing can answer: skip the probe and start at once.
+    early = _launchers.pop(layout.root, None)
     if layout.socket_path.exists():
         info = probe(address)
         if info is not None:
+            if early is not None:
+                _reap(early)
             return info
-    _spawn(layout)
+    if early is not None:
+        _reap(early)  # started by start_early(): wait for it below
+    else:
+        _spawn(layout)
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
@@ -271,7 +316,12 @@ def get_client() -> CoreClient:
             def restart() -> None:
                 ensure_daemon(root)
 
-            client = CoreClient(endpoint.address, reconnect=restart)
+            stamp = None
+            if os.environ.get(ENV_CLIENT_CACHE, "1") != "0":
+                from polyflow_core.stamp import StampReader, stamp_path_for
+
+                stamp = StampReader(stamp_path_for(RootLayout(root).db_path)).read
+            client = CoreClient(endpoint.address, reconnect=restart, change_stamp=stamp)
         _cached = client
         return client
 
@@ -290,7 +340,17 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but not been reaped yet (Linux; False elsewhere). A daemon
+    is its launcher's orphan: until init reaps it, signal 0 still finds it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].startswith("Z")
 
 
 def _looks_like_daemon(pid: int) -> bool:

@@ -17,8 +17,9 @@ import hashlib
 import os
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -294,6 +295,25 @@ def convert_rpc_error(error: grpc.RpcError, method: str = "") -> PolyflowError:
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
 
+_CACHED_READS = frozenset(
+    {
+        "ListFlows",
+        "GetFlow",
+        "ListRuns",
+        "GetRun",
+        "ListSteps",
+        "GetStep",
+        "ListTasks",
+        "GetTask",
+        "ListArtifacts",
+        "GetArtifact",
+    }
+)
+"""Metadata reads a client may answer from its cache while the change stamp is unchanged
+(never task logs: they grow without a commit)."""
+_CACHE_ENTRIES = 2048
+"""Most cached answers kept (least recently used go first)."""
+
 
 class Stream(Generic[ResponseT]):
     """A server stream whose errors arrive as Polyflow errors; :meth:`cancel` stops it."""
@@ -344,6 +364,7 @@ class CoreClient:
         *,
         token: str | None = None,
         reconnect: Callable[[], None] | None = None,
+        change_stamp: Callable[[], int | None] | None = None,
     ) -> None:
         """Create a client.
 
@@ -353,6 +374,9 @@ class CoreClient:
             reconnect: Called when a read finds the core unavailable (e.g. a local daemon
                 that exited when idle); it should make the core answer again. The read is
                 then retried once.
+            change_stamp: Reads the core's change stamp (:mod:`polyflow_core.stamp`; a
+                local daemon's); metadata reads are then answered from a cache while the
+                stamp stays what it was when they were made.
         """
         self.address = address
         channel = get_channel(address)
@@ -364,10 +388,63 @@ class CoreClient:
         )
         self._reconnect = reconnect
         self._store_info: runtime_pb2.StoreLocation | None = None
+        self._stamp = change_stamp
+        self._cache: OrderedDict[tuple[str, bytes], tuple[int, Message]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     # -- plumbing -------------------------------------------------------------------------
 
     def _unary(
+        self,
+        name: str,
+        method: grpc.UnaryUnaryMultiCallable[RequestT, ResponseT],
+        request: RequestT,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        retry: bool = True,
+        wait_for_ready: bool | None = None,
+    ) -> ResponseT:
+        if self._stamp is not None and name in _CACHED_READS:
+            return self._cached_unary(name, method, request, timeout=timeout, retry=retry)
+        return self._call_unary(
+            name, method, request, timeout=timeout, retry=retry, wait_for_ready=wait_for_ready
+        )
+
+    def _cached_unary(
+        self,
+        name: str,
+        method: grpc.UnaryUnaryMultiCallable[RequestT, ResponseT],
+        request: RequestT,
+        *,
+        timeout: float | None,
+        retry: bool,
+    ) -> ResponseT:
+        """A metadata read, answered from the cache while the change stamp is the one it
+        had when the answer was fetched (the stamp is read *before* the call: a commit
+        during the call makes the answer stale at once). Callers get their own copy."""
+        assert self._stamp is not None
+        stamp = self._stamp()
+        if stamp is None:
+            return self._call_unary(name, method, request, timeout=timeout, retry=retry)
+        key = (name, cast(Message, request).SerializeToString())
+        with self._cache_lock:
+            found = self._cache.get(key)
+            if found is not None and found[0] == stamp:
+                self._cache.move_to_end(key)
+                copy = type(found[1])()
+                copy.CopyFrom(found[1])
+                return cast(ResponseT, copy)
+        response = self._call_unary(name, method, request, timeout=timeout, retry=retry)
+        kept = type(cast(Message, response))()
+        kept.CopyFrom(cast(Message, response))
+        with self._cache_lock:
+            self._cache[key] = (stamp, kept)
+            self._cache.move_to_end(key)
+            while len(self._cache) > _CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return response
+
+    def _call_unary(
         self,
         name: str,
         method: grpc.UnaryUnaryMultiCallable[RequestT, ResponseT],

@@ -21,6 +21,8 @@ _STEP_KINDS: dict[int, str] = {
     enums_pb2.STEP_KIND_END: "end",
 }
 _STEP_KIND_VALUES = {name: value for value, name in _STEP_KINDS.items()}
+_LANGUAGES: dict[int, str] = {enums_pb2.LANGUAGE_PYTHON: "python", enums_pb2.LANGUAGE_R: "r"}
+_LANGUAGE_VALUES = {name: value for value, name in _LANGUAGES.items()}
 
 
 def _decorator_to_proto(d: DecoratorDef) -> graph_pb2.DecoratorSpec:
@@ -67,6 +69,9 @@ def _step_to_proto(s: StepDef) -> graph_pb2.StepSpec:
         kind=enums_pb2.StepKind.ValueType(_STEP_KIND_VALUES.get(s.kind, 0)),
         in_steps=list(s.in_steps),
         matching_split=s.matching_split,
+        language=enums_pb2.Language.ValueType(_LANGUAGE_VALUES.get(s.language, 0)),
+        foreign_file=s.foreign_file,
+        foreign_function=s.foreign_function,
     )
 
 
@@ -128,6 +133,9 @@ def definition_from_proto(graph: graph_pb2.FlowGraph) -> FlowDefinition:
                 kind=_STEP_KINDS.get(s.kind, ""),
                 in_steps=tuple(s.in_steps),
                 matching_split=s.matching_split,
+                language=_LANGUAGES.get(s.language, ""),
+                foreign_file=s.foreign_file,
+                foreign_function=s.foreign_function,
             )
         )
     params = []

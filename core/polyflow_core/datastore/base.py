@@ -119,6 +119,12 @@ class BlobStore(abc.ABC):
         concatenation) and return its address. Returns only once the blob is durable.
         Storing a blob that exists already does not rewrite it."""
 
+    def put_many(self, items: Sequence[BlobData]) -> list[BlobInfo]:
+        """Store several blobs (each like :meth:`put_bytes`); returns their addresses, in
+        order, once every one is durable. Stores that can make many writes durable at once
+        (the local store) override this; the default stores them one by one."""
+        return [self.put_bytes(data) for data in items]
+
     @abc.abstractmethod
     def has(self, digest: str) -> bool:
         """Whether a blob is stored under ``digest`` (no verification).
@@ -149,6 +155,28 @@ class BlobStore(abc.ABC):
             Same as :meth:`get_bytes`.
         """
         return memoryview(self.get_bytes(digest)).toreadonly()
+
+    def get_private_view(self, digest: str) -> memoryview:
+        """The blob's bytes as a *writable* buffer of this process's own, verified: writes
+        to it change nothing stored. A value decoded from it (a numpy array) is writable
+        without a copy of its own. The local store maps an uncompressed blob copy-on-write
+        (no copy unless written to); the default copies :meth:`get_bytes`.
+
+        Raises:
+            Same as :meth:`get_bytes`.
+        """
+        return memoryview(bytearray(self.get_bytes(digest)))
+
+    def peek_view(self, digest: str) -> memoryview:
+        """The blob's bytes as a read-only buffer, **not** verified: only for comparing a
+        value with a blob this process has verified before (blobs never change under their
+        address, so a mismatch can only mean the value differs, or the blob rotted since, and
+        both are then stored anew). The default is :meth:`get_view`.
+
+        Raises:
+            Same as :meth:`get_bytes`, except ``BlobCorruptedError``, not necessarily raised.
+        """
+        return self.get_view(digest)
 
     @abc.abstractmethod
     def read_chunks(self, digest: str, chunk_size: int) -> Iterator[bytes]:

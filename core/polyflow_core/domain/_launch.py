@@ -66,6 +66,7 @@ def build_launch_request(
         tags=tuple(request.tags) + tuple(request.system_tags),
         parameter_names=tuple(parameter.name for parameter in graph.parameters),
         namespace=request.namespace,
+        origin_run_id=request.origin_run_id,
         max_user_code_retries=retry_settings(step).times,
         previous_failure_message=task.previous_failure if key.attempt else "",
     )

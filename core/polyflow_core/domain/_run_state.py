@@ -10,7 +10,7 @@ import queue
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from polyflow_core.domain.events import EventHub, LogLine, RunEventLog
 from polyflow_core.domain.execution import RunRequest, TaskOutcome
@@ -21,6 +21,9 @@ from polyflow_core.domain.transitions import ordered_targets
 from polyflow_core.executors.base import ExitStatus, TaskHandle, TaskKey
 from polyflow_core.metadata.base import ExceptionRecord, ForeachFrameRecord, TaskState
 from polyflow_core.paths import LogStreamName
+
+if TYPE_CHECKING:
+    from polyflow_core.domain.resume import ResumeOrigin, ResumeState
 
 __all__ = [
     "ActiveRun",
@@ -90,6 +93,7 @@ class ActiveRun:
     running: dict[str, RunningAttempt] = field(default_factory=dict)
     joins: dict[Any, JoinCollector[InputRef]] = field(default_factory=dict)
     stopping: str = ""  # why the run is failing; set once, then nothing new starts
+    resume: ResumeState | None = None  # a resumed run's clone decisions
 
     @property
     def graph(self) -> FlowGraph:
@@ -151,6 +155,7 @@ class Command:
 @dataclass(eq=False)
 class StartRunCommand(Command):
     request: RunRequest
+    origin: ResumeOrigin | None = None  # a resume's origin run, read by the caller
 
 
 @dataclass(eq=False)

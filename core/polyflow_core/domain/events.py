@@ -14,10 +14,11 @@ learns how every task and the run ended.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import datetime as dt
 import heapq
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -35,6 +36,7 @@ __all__ = [
     "RunMessage",
     "TaskFinished",
     "TaskStarted",
+    "held_events",
 ]
 
 DEFAULT_MAX_LOG_LINES = 100_000
@@ -49,6 +51,8 @@ class TaskStarted:
     """``flow/run/step/task``."""
     attempt: int
     """The attempt (0-based)."""
+    cloned: bool = False
+    """True when a resume cloned the task from its origin run instead of running it."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class TaskFinished:
     """The user exception, when user code raised one."""
     will_retry: bool = False
     """True when another attempt of the task follows."""
+    cloned: bool = False
+    """True when a resume cloned the task from its origin run instead of running it."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,31 @@ class RunEvent:
     """When it was appended (UTC)."""
     payload: EventPayload
     """What happened."""
+
+
+_holding = threading.local()
+
+
+@contextlib.contextmanager
+def held_events() -> Iterator[None]:
+    """Hold the events this thread appends inside the block; append them, in order, when it
+    ends. The scheduler holds a batch's events until the batch's metadata writes are durable,
+    so that no reader learns of a change it cannot read yet. Other threads' appends (log
+    lines) are not held. Nested blocks join the outer one. When the block raises, its events
+    are dropped."""
+    if getattr(_holding, "pending", None) is not None:
+        yield
+        return
+    pending: list[tuple[RunEventLog, EventPayload]] = []
+    _holding.pending = pending
+    try:
+        yield
+    finally:
+        _holding.pending = None
+    # Reached only when the block succeeded: the events of changes that were not made
+    # durable (the block raised) are dropped, so nobody hears of them.
+    for log, payload in pending:
+        log.append(payload)
 
 
 def _sequence(event: RunEvent) -> int:
@@ -171,8 +202,15 @@ class RunEventLog:
 
         Returns:
             The event, or None when the run already finished (late log lines of a killed
-            task, for example, are dropped: the stream ends with :class:`RunFinished`).
+            task, for example, are dropped: the stream ends with :class:`RunFinished`), or
+            when this thread holds its events (:func:`held_events`: appended later).
         """
+        pending: list[tuple[RunEventLog, EventPayload]] | None = getattr(
+            _holding, "pending", None
+        )
+        if pending is not None:
+            pending.append((self, payload))
+            return None
         with self._cond:
             if self._finished:
                 return None
@@ -261,14 +299,22 @@ class RunEventLog:
 
 
 class EventHub:
-    """The event logs of every run this daemon has seen since it started.
+    """The event logs of the runs this daemon executes, and of the last ones it finished.
+
+    Memory stays bounded: when a log is opened, the logs of finished runs beyond the
+    ``keep_finished`` most recent are dropped (a ``WatchRun`` of such a run replays only its
+    end, from the metadata store, as for a run of an earlier daemon).
 
     Args:
         max_log_lines: Log-line events kept per run.
+        keep_finished: Logs of finished runs kept.
     """
 
-    def __init__(self, max_log_lines: int = DEFAULT_MAX_LOG_LINES) -> None:
+    def __init__(
+        self, max_log_lines: int = DEFAULT_MAX_LOG_LINES, keep_finished: int = 16
+    ) -> None:
         self._max_log_lines = max_log_lines
+        self._keep_finished = keep_finished
         self._lock = threading.Lock()
         self._logs: dict[tuple[str, str], RunEventLog] = {}
         self._closed = False
@@ -278,11 +324,18 @@ class EventHub:
         with self._lock:
             log = self._logs.get((flow, run))
             if log is None:
+                self._forget_finished()
                 log = RunEventLog(self._max_log_lines)
                 if self._closed:
                     log.close()
                 self._logs[(flow, run)] = log
             return log
+
+    def _forget_finished(self) -> None:
+        """Drop the oldest finished runs' logs beyond ``keep_finished`` (lock held)."""
+        finished = [key for key, log in self._logs.items() if log.finished]
+        for key in finished[: max(0, len(finished) - self._keep_finished)]:
+            del self._logs[key]
 
     def get(self, flow: str, run: str) -> RunEventLog | None:
         """The log of a run, or None when this daemon has no events for it."""

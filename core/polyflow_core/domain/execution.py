@@ -104,6 +104,13 @@ class RunRequest:
     """The client namespace, passed to tasks."""
     request_id: str = ""
     """Idempotency key: a retried request with the same id returns the same run."""
+    origin_run_id: str = ""
+    """Resume: the id of the run (of the same flow) to resume; empty for a new run. The
+    parameter artifacts are then the origin run's (``parameter_artifacts`` is empty)."""
+    resume_step: str = ""
+    """Resume only: the step re-run with every step after it, even where they succeeded."""
+    clone_only: bool = False
+    """Resume only: clone what can be cloned and run nothing."""
 
 
 @dataclass(frozen=True)

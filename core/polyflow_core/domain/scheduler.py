@@ -59,6 +59,7 @@ from polyflow_core.domain.events import (
     RunMessage,
     TaskFinished,
     TaskStarted,
+    held_events,
 )
 from polyflow_core.domain.execution import (
     PARAMETERS_STEP,
@@ -69,6 +70,12 @@ from polyflow_core.domain.execution import (
 )
 from polyflow_core.domain.joins import JoinError, JoinPlanner
 from polyflow_core.domain.model import Language, StepSpec
+from polyflow_core.domain.resume import (
+    ResumeOrigin,
+    ResumeState,
+    clone_parameters,
+    load_origin,
+)
 from polyflow_core.domain.step_decorators import (
     backstop_seconds,
     describe_seconds,
@@ -109,6 +116,9 @@ RESTART_MESSAGE = "the daemon stopped before the run finished"
 """Failure message of runs found unfinished when a daemon starts."""
 
 _LANGUAGES: dict[Language, WorkerLanguage] = {Language.PYTHON: "python", Language.R: "r"}
+
+_MAX_BATCH = 256
+"""Most commands handled in one group commit (bounds how long an answer can wait)."""
 
 
 def no_retries(step: StepSpec) -> int:
@@ -175,6 +185,7 @@ class Scheduler:
         self._thread: threading.Thread | None = None
         self._accept_lock = threading.Lock()
         self._accepting = False
+        self._halted = ""  # why the thread stopped on its own (see `halted`)
 
     # --- life cycle ---------------------------------------------------------------------
     def start(self) -> list[tuple[str, str]]:
@@ -209,6 +220,17 @@ class Scheduler:
         self._executor.shutdown()
         self._events.close()
 
+    @property
+    def halted(self) -> str:
+        """Why the scheduler thread stopped on its own, or empty while it serves.
+
+        It stops when a group commit fails (a full disk, say): its runs' state in memory is
+        then ahead of what is durable, so it must not go on, nor tell anyone of the changes
+        it lost. The daemon then stops too, and the next one fails the unfinished runs
+        (``DESIGN.md`` §2: durable before acknowledged).
+        """
+        return self._halted
+
     def active_run_count(self) -> int:
         """Runs not finished yet (any thread)."""
         with self._runs_lock:
@@ -223,11 +245,26 @@ class Scheduler:
     def start_run(self, request: RunRequest) -> RunRecord:
         """Record a run, its ``_parameters`` task and its start task, and start it.
 
+        A resume (``request.origin_run_id``) reads its origin run here, on the caller's
+        thread (see :mod:`polyflow_core.domain.resume`).
+
         Raises:
-            FailedPreconditionError: A parameter artifact's blob is not in the store.
+            FailedPreconditionError: A parameter artifact's blob is not in the store, or the
+                origin run of a resume is unfinished or never started.
+            NotFoundError: The origin run of a resume does not exist.
+            InvalidArgumentError: The resume step is not in the graph.
         """
         self._check_blobs(request)
-        record: RunRecord = self._call(StartRunCommand(request))
+        origin: ResumeOrigin | None = None
+        if request.origin_run_id:
+            origin = load_origin(
+                self._metadata,
+                request.graph,
+                request.origin_run_id,
+                resume_step=request.resume_step,
+                clone_only=request.clone_only,
+            )
+        record: RunRecord = self._call(StartRunCommand(request, origin))
         return record
 
     def complete_task(
@@ -293,19 +330,11 @@ class Scheduler:
             try:
                 command = self._commands.get(timeout=self._until_next_timer())
             except queue.Empty:
-                self._run_due_timers()
+                if self._run_due_timers_batched():
+                    break
                 continue
-            try:
-                result = self._handle(command)
-            except BaseException as error:  # the thread must outlive any one command
-                if not isinstance(error, CoreError):
-                    _log.exception("scheduler: %s failed", type(command).__name__)
-                command.future.set_exception(error)
-            else:
-                command.future.set_result(result)
-            if isinstance(command, StopCommand):
+            if self._handle_batch(command) or self._run_due_timers_batched():
                 break
-            self._run_due_timers()
         with self._accept_lock:
             self._accepting = False
         # Answer whatever arrived while stopping, so no caller waits forever.
@@ -315,6 +344,61 @@ class Scheduler:
             except queue.Empty:
                 return
             late.future.set_exception(_stopping_error())
+
+    def _handle_batch(self, command: Command) -> bool:
+        """Handle ``command`` and the commands queued behind it (at most ``_MAX_BATCH``) as one
+        group commit: their metadata writes become durable together, and only then are they
+        answered and their events published. True once a :class:`StopCommand` was handled,
+        or when the commit failed (the scheduler halts: see :attr:`halted`)."""
+        answers: list[tuple[Command, Any, BaseException | None]] = []
+        stop = False
+        try:
+            with held_events(), self._metadata.batch():
+                while True:
+                    try:
+                        answers.append((command, self._handle(command), None))
+                    except BaseException as error:  # the thread must outlive any one command
+                        if not isinstance(error, CoreError):
+                            _log.exception("scheduler: %s failed", type(command).__name__)
+                        answers.append((command, None, error))
+                    if isinstance(command, StopCommand):
+                        stop = True
+                        break
+                    if len(answers) >= _MAX_BATCH:
+                        break
+                    try:
+                        command = self._commands.get_nowait()
+                    except queue.Empty:
+                        break
+        except BaseException as error:  # the commit failed: nothing of the batch is durable
+            _log.exception("scheduler: could not commit %d command(s)", len(answers))
+            answers = [(done, None, error) for done, _, _ in answers]
+            stop = self._halt(error)
+        for done, result, failure in answers:
+            if failure is None:
+                done.future.set_result(result)
+            else:
+                done.future.set_exception(failure)
+        return stop
+
+    def _run_due_timers_batched(self) -> bool:
+        """:meth:`_run_due_timers` as one group commit; True when the commit failed (the
+        scheduler halts)."""
+        if not self._timers or self._timers[0][0] > time.monotonic():
+            return False
+        try:
+            with held_events(), self._metadata.batch():
+                self._run_due_timers()
+        except Exception as error:
+            _log.exception("scheduler: could not commit the effects of timers")
+            return self._halt(error)
+        return False
+
+    def _halt(self, error: BaseException) -> bool:
+        """Stop serving after a failed commit (see :attr:`halted`); returns True."""
+        self._halted = f"a change of run state could not be made durable: {error}"
+        _log.critical("scheduler: halting: %s", self._halted)
+        return True
 
     def _after(self, delay: float, action: Callable[[], None]) -> None:
         """Run ``action`` on the scheduler thread ``delay`` seconds from now."""
@@ -347,7 +431,7 @@ class Scheduler:
             self._guarded(command.flow, command.run, lambda: self._on_report(command))
             return None
         if isinstance(command, StartRunCommand):
-            return self._on_start_run(command.request)
+            return self._on_start_run(command.request, command.origin)
         if isinstance(command, CancelRunCommand):
             return self._on_cancel(command.flow, command.run, command.reason)
         if isinstance(command, StopCommand):
@@ -375,8 +459,9 @@ class Scheduler:
             raise
 
     # --- starting a run ---------------------------------------------------------------------
-    def _on_start_run(self, request: RunRequest) -> RunRecord:
-        """Record the run and its first tasks, then dispatch."""
+    def _on_start_run(self, request: RunRequest, origin: ResumeOrigin | None) -> RunRecord:
+        """Record the run and its first tasks (a resume clones its origin's parameters),
+        then dispatch."""
         graph = request.graph
         record = self._metadata.create_run(
             flow_id=graph.flow_name,
@@ -387,6 +472,7 @@ class Scheduler:
             options=request.options_bytes,
             environment=request.environment_bytes,
             namespace=request.namespace,
+            origin_run_id=origin.run_id if origin else "",
             request_id=request.request_id,
         )
         key = (record.flow_id, record.run_id)
@@ -394,23 +480,26 @@ class Scheduler:
             return record  # the same request_id again: the run it created
         flow, run_id = key
         try:
-            self._metadata.create_task(
-                flow_id=flow,
-                run_id=run_id,
-                step_name=PARAMETERS_STEP,
-                foreach_stack=(),
-                input_tasks=(),
-                task_id=PARAMETERS_TASK_ID,
-            )
-            self._metadata.start_attempt(flow, run_id, PARAMETERS_TASK_ID, 0)
-            self._metadata.finish_attempt(
-                flow,
-                run_id,
-                PARAMETERS_TASK_ID,
-                0,
-                state=TaskState.SUCCEEDED,
-                artifacts=request.parameter_artifacts,
-            )
+            if origin is not None:
+                clone_parameters(self._metadata, flow, run_id, origin)
+            else:
+                self._metadata.create_task(
+                    flow_id=flow,
+                    run_id=run_id,
+                    step_name=PARAMETERS_STEP,
+                    foreach_stack=(),
+                    input_tasks=(),
+                    task_id=PARAMETERS_TASK_ID,
+                )
+                self._metadata.start_attempt(flow, run_id, PARAMETERS_TASK_ID, 0)
+                self._metadata.finish_attempt(
+                    flow,
+                    run_id,
+                    PARAMETERS_TASK_ID,
+                    0,
+                    state=TaskState.SUCCEEDED,
+                    artifacts=request.parameter_artifacts,
+                )
             start = graph.step(request.start_step)
         except Exception as error:
             message = f"could not start the run: {error}"
@@ -419,6 +508,8 @@ class Scheduler:
             raise
         log = self._events.open(flow, run_id)
         state = ActiveRun(flow, run_id, request, JoinPlanner(graph), log)
+        if origin is not None:
+            state.resume = ResumeState(origin, graph, request.options.max_num_splits)
         with self._runs_lock:
             self._runs[key] = state
         params = InputRef(PARAMETERS_TASK_ID, PARAMETERS_STEP, 0, ())
@@ -429,10 +520,39 @@ class Scheduler:
 
     # --- dispatch ---------------------------------------------------------------------------
     def _dispatch(self, run: ActiveRun) -> None:
-        """Start ready tasks, oldest first, while the run has free worker slots."""
+        """Start ready tasks, oldest first, while the run has free worker slots (a resumed
+        run first clones the ready tasks its origin run has results for)."""
+        if run.resume is not None and not self._clone_ready(run, run.resume):
+            return
         limit = max(1, run.request.options.max_workers)
         while run.ready and not run.stopping and len(run.running) < limit:
             self._launch(run, run.ready.popleft())
+
+    def _clone_ready(self, run: ActiveRun, resume: ResumeState) -> bool:
+        """Clone what can be cloned (:meth:`ResumeState.clone_ready`); False when the run
+        ended or is stopping, so nothing is to be launched."""
+        try:
+            result = resume.clone_ready(run, self._metadata, self._layout)
+        except Exception as error:
+            if not isinstance(error, CoreError):
+                _log.exception("scheduler: cloning tasks of run %s/%s", run.flow, run.run_id)
+            self._fail_run(run, f"could not clone the tasks of run {resume.origin.name}: {error}")
+            return False
+        if result.join_error is not None:
+            self._fail_run(run, f"a cloned task could not be joined: {result.join_error}")
+            return False
+        if result.end_task_id:
+            self._finish_run(run, RunState.SUCCEEDED, end_task_id=result.end_task_id)
+            return False
+        if resume.clone_only and not run.stopping and not run.running:
+            which = resume.first_unclonable(run.ready) or "the end step"
+            self._fail_run(
+                run,
+                f"clone-only resume of run {resume.origin.name}: {which} has no successful "
+                "task to clone, and a clone-only resume runs nothing",
+            )
+            return False
+        return not run.stopping
 
     def _launch(self, run: ActiveRun, task: PendingTask) -> None:
         """Create (if new) and start one task attempt."""
@@ -445,7 +565,11 @@ class Scheduler:
                 step_name=task.step,
                 foreach_stack=task.foreach_stack,
                 input_tasks=[run.pathspec(i.step, i.task_id) for i in task.inputs],
-                metadata=task_metadata(step) or None,
+                metadata=(
+                    run.resume.task_metadata(task_metadata(step))
+                    if run.resume is not None
+                    else task_metadata(step) or None
+                ),
             )
             task.task_id = record.task_id
         key = TaskKey(flow, run_id, task.step, task.task_id, task.attempt)

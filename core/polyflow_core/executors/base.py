@@ -155,7 +155,13 @@ class ExitStatus:
 
 
 class ExecutorListener(Protocol):
-    """Receives an executor's reports. Called from the executor's threads."""
+    """Receives an executor's reports. Called from the executor's threads.
+
+    A listener may also have ``on_report(key, outcome)``, taking a worker's outcome
+    (``polyflow_core.domain.execution.TaskOutcome``) that reached the executor instead of
+    ``CompleteTask``: the local executor's pre-forked workers report that way, always before
+    the exit of the same attempt.
+    """
 
     def on_output(self, key: TaskKey, stream: LogStreamName, line: str) -> None:
         """One complete line (no trailing newline) an attempt printed."""

@@ -9,13 +9,19 @@ One I/O thread serves every attempt:
 
 - it reads all stdout/stderr pipes through :mod:`selectors`, appends the bytes to the
   attempt's log files as they arrive (so ``ReadTaskLog`` sees a killed task's last words) and
-  reports each complete line to the listener;
+  reports each complete line to the listener. Past the run's ``max_log_size_bytes`` a stream
+  is no longer stored nor reported: one :func:`truncation_marker` line is, and the rest of the
+  output is read and dropped (so the worker never blocks on a full pipe, and the run's
+  in-memory event log stays bounded too);
 - it reaps the processes (``Popen.poll``) and reports an exit only after both pipes of the
   process reached end-of-file, so no output is lost. A grandchild that keeps a pipe open after
   the worker exited gets ``exit_grace_seconds`` before the pipe is closed on it.
 
 Workers start in a new session (``start_new_session=True``): a kill signals the whole process
 group, so the processes a task started die with it.
+
+Python steps run in pre-forked workers when possible (:mod:`.forkserver`): the same pipes and
+log pump, the same exit statuses, no interpreter start per task.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from polyflow_core.executors.base import (
     Executor,
@@ -45,7 +52,10 @@ from polyflow_core.executors.base import (
 )
 from polyflow_core.paths import LogStreamName, RootLayout
 
-__all__ = ["TASK_SPEC_VARIABLE", "LocalExecutor"]
+if TYPE_CHECKING:
+    from polyflow_core.executors.forkserver import WorkerPool
+
+__all__ = ["TASK_SPEC_VARIABLE", "LocalExecutor", "truncation_marker"]
 
 _log = logging.getLogger(__name__)
 
@@ -126,6 +136,10 @@ class LocalExecutor(Executor):
         self._stopping = False
         self._closed = False
         self._thread: threading.Thread | None = None
+        # Python tasks run in pre-forked workers when possible (see .forkserver); their exit
+        # statuses are posted by the pool's thread and applied by the I/O thread.
+        self._posted: list[tuple[_LocalHandle, ExitStatus]] = []
+        self._pool = _make_pool(self)
 
     # --- Executor API -------------------------------------------------------------------
     def start(self, listener: ExecutorListener) -> None:
@@ -134,9 +148,16 @@ class LocalExecutor(Executor):
         self._thread = threading.Thread(target=self._run, name="polyflow-local-executor-io")
         self._thread.daemon = True
         self._thread.start()
+        if self._pool is not None:
+            self._pool.start(sys.executable)  # most clients run flows with this interpreter
 
     def launch(self, request: LaunchRequest) -> TaskHandle:
-        """Write the spec file, open the log files and start the worker process."""
+        """Start the attempt in a pre-forked worker when it can; else write the spec file,
+        open the log files and start the worker process."""
+        if self._pool is not None:
+            forked = self._pool.launch(request)
+            if forked is not None:
+                return forked
         key = request.key
         spec_path = self._layout.task_spec_path(key.run, key.task, key.attempt)
         argv = worker_argv(request.language, request.interpreter, request.environment)
@@ -186,6 +207,9 @@ class LocalExecutor(Executor):
 
     def kill(self, handle: TaskHandle) -> None:
         """SIGKILL the attempt's process group (the worker and what it started)."""
+        if self._pool is not None and self._pool.owns(handle):
+            self._pool.kill(handle)
+            return
         if not isinstance(handle, _LocalHandle) or handle.popen is None:
             return
         popen = handle.popen
@@ -211,6 +235,8 @@ class LocalExecutor(Executor):
             if self._thread.is_alive():
                 _log.warning("local executor: I/O thread still busy after %.1f s", timeout)
                 return
+        if self._pool is not None:
+            self._pool.close()
         with self._lock:
             self._closed = True
         self._selector.close()
@@ -232,6 +258,21 @@ class LocalExecutor(Executor):
             problems.append(f"the working directory {working_directory!r} is not a folder")
         return problems
 
+    # --- pre-forked workers (called by the worker pool) ----------------------------------------
+    def _track(self, handle: _LocalHandle) -> None:
+        """Have the I/O thread pump a launched attempt's streams (it has no ``popen``)."""
+        with self._lock:
+            self._incoming.append(handle)
+            self._live[id(handle)] = handle
+        self._wake()
+
+    def _post_exit(self, handle: _LocalHandle, status: ExitStatus) -> None:
+        """Record how a tracked attempt without ``popen`` ended (any thread); it is reported
+        once its pipes are drained, like any other."""
+        with self._lock:
+            self._posted.append((handle, status))
+        self._wake()
+
     # --- I/O thread -----------------------------------------------------------------------
     def _wake(self) -> None:
         """Interrupt the I/O thread's ``select``."""
@@ -246,14 +287,22 @@ class LocalExecutor(Executor):
         while True:
             with self._lock:
                 incoming, self._incoming = self._incoming, []
+                posted, self._posted = self._posted, []
                 stopping = self._stopping
             for handle in incoming:
                 self._procs[id(handle)] = handle
                 for stream in handle.streams:
                     self._selector.register(stream.fd, selectors.EVENT_READ, (handle, stream))
+            for handle, status in posted:  # exits of pre-forked workers (see _post_exit)
+                if handle.status is None and id(handle) in self._procs:
+                    handle.status = status
+                    handle.exit_deadline = time.monotonic() + self._exit_grace
+                    self._exited[id(handle)] = handle
             if stopping and not self._procs:
                 return
             timeout = self._poll_interval if self._procs else None
+            if posted:
+                timeout = 0  # report those exits now, not after the next poll interval
             for selected, _ in self._selector.select(timeout):
                 if selected.data is None:
                     _drain(self._wake_read)
@@ -301,7 +350,7 @@ class LocalExecutor(Executor):
             stream.truncated = True
             lead = b"\n" if stream.partial else b""  # end an unterminated line first
             self._flush_partial(handle, stream)
-            marker = f"[polyflow: {stream.name} truncated after {stream.limit} bytes]"
+            marker = truncation_marker(stream.name, stream.limit)
             _write_all(stream.log_file, lead + marker.encode() + b"\n")
             self._emit(handle, stream, marker)
 
@@ -393,6 +442,28 @@ class LocalExecutor(Executor):
             self._listener.on_exit(handle.key, status)
         except Exception:  # keep serving the other tasks
             _log.exception("local executor: exit listener failed")
+
+
+def truncation_marker(stream: LogStreamName, limit: int) -> str:
+    """The line stored (and shown live) in place of a stream's output past ``limit`` bytes.
+
+    Args:
+        stream: ``"stdout"`` or ``"stderr"``.
+        limit: The attempt's limit in bytes (``RunOptions.max_log_size_bytes``).
+    """
+    mib = 1024 * 1024
+    size = f"{limit // mib} MB" if limit % mib == 0 else f"{limit} bytes"
+    return (
+        f"[polyflow] log truncated: {stream} exceeded {size} (--max-log-size); "
+        "later output was dropped"
+    )
+
+
+def _make_pool(executor: LocalExecutor) -> WorkerPool | None:
+    """The executor's pool of pre-forked Python workers, when this platform allows one."""
+    from polyflow_core.executors.forkserver import WorkerPool, pools_enabled
+
+    return WorkerPool(executor) if pools_enabled() else None
 
 
 def _write_private(path: Path, data: bytes) -> None:

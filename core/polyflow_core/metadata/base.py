@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Generic, TypeVar
 
+from polyflow_core.errors import FailedPreconditionError, NotFoundError
+
 T = TypeVar("T")
 
 MAX_USER_TAGS = 50
@@ -291,6 +293,74 @@ class MetadataStore(abc.ABC):
                 than :data:`MAX_USER_TAGS` user tags and more than before (reason
                 ``TOO_MANY_TAGS``).
         """
+
+    def clone_task(
+        self,
+        *,
+        flow_id: str,
+        run_id: str,
+        step_name: str,
+        foreach_stack: Sequence[ForeachFrameRecord],
+        input_tasks: Sequence[str],
+        origin_run_id: str,
+        origin_task_id: str,
+        origin_attempt: int,
+        metadata: dict[str, str] | None = None,
+        task_id: str | None = None,
+    ) -> TaskRecord:
+        """Create a task of ``run_id`` that reuses, by reference, what a SUCCEEDED attempt of
+        a task of another run of the same flow (its origin) produced: the new task has
+        ``origin_task`` set and one SUCCEEDED attempt 0 with the origin attempt's artifact
+        records (the same digests: no artifact bytes are copied), next steps and attempt
+        metadata. ``metadata`` is the new task's task-level metadata. One transaction (inside
+        :meth:`batch` in stores that have it).
+
+        Back-ends may override this with a faster equivalent.
+
+        Raises:
+            NotFoundError: No such run, origin task or origin attempt.
+            FailedPreconditionError: The origin attempt did not succeed (reason
+                ``ORIGIN_NOT_SUCCEEDED``).
+        """
+        origin = self.get_task(flow_id, origin_run_id, origin_task_id)
+        found = [a for a in origin.attempts if a.attempt == origin_attempt]
+        origin_name = f"{flow_id}/{origin_run_id}/{origin.step_name}/{origin_task_id}"
+        if not found:
+            raise NotFoundError(
+                f"attempt {origin_attempt} of task {origin_name} does not exist",
+                metadata={"task": origin_name, "attempt": str(origin_attempt)},
+            )
+        if found[0].state is not TaskState.SUCCEEDED:
+            raise FailedPreconditionError(
+                f"attempt {origin_attempt} of task {origin_name} did not succeed; only "
+                "succeeded attempts can be cloned",
+                reason="ORIGIN_NOT_SUCCEEDED",
+                metadata={"task": origin_name, "attempt": str(origin_attempt)},
+            )
+        artifacts = self.list_artifacts(flow_id, origin_run_id, origin_task_id, origin_attempt)
+        with self.batch():
+            record = self.create_task(
+                flow_id=flow_id,
+                run_id=run_id,
+                step_name=step_name,
+                foreach_stack=foreach_stack,
+                input_tasks=input_tasks,
+                origin_task=origin_name,
+                metadata=metadata,
+                task_id=task_id,
+            )
+            self.start_attempt(flow_id, run_id, record.task_id, 0)
+            self.finish_attempt(
+                flow_id,
+                run_id,
+                record.task_id,
+                0,
+                state=TaskState.SUCCEEDED,
+                artifacts=artifacts,
+                next_steps=found[0].next_steps,
+                metadata=dict(found[0].metadata) or None,
+            )
+        return record
 
     @abc.abstractmethod
     def fail_unfinished_runs(self, message: str) -> list[tuple[str, str]]:

@@ -60,6 +60,7 @@ from polyflow_core.metadata.base import (
     TaskRecord,
     TaskState,
 )
+from polyflow_core.stamp import StampWriter, stamp_path_for
 
 __all__ = ["DEFAULT_PAGE_SIZE", "MAX_PAGE_SIZE", "SCHEMA_VERSION", "SqliteMetadataStore"]
 
@@ -348,6 +349,10 @@ class SqliteMetadataStore(MetadataStore):
         self._writer = self._connect()
         self._writer.execute("PRAGMA journal_mode=WAL")
         self._writer.execute("PRAGMA synchronous=FULL")
+        # Changed after every commit, for local clients' caches (polyflow_core.stamp).
+        self._stamp: StampWriter | None = None
+        with contextlib.suppress(OSError):
+            self._stamp = StampWriter(stamp_path_for(self._path))
         self._migrate()
 
     @property
@@ -418,6 +423,7 @@ class SqliteMetadataStore(MetadataStore):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            self._committed()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -445,6 +451,12 @@ class SqliteMetadataStore(MetadataStore):
                 raise
             self._batch_owner = None
             conn.execute("COMMIT")
+            self._committed()
+
+    def _committed(self) -> None:
+        """After a commit: change the stamp (local clients' cached reads are now stale)."""
+        if self._stamp is not None:
+            self._stamp.bump()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -478,6 +490,8 @@ class SqliteMetadataStore(MetadataStore):
                 conn.close()
             self._readers.clear()
             self._writer.close()
+            if self._stamp is not None:
+                self._stamp.close()
 
     # --- writes -------------------------------------------------------------------------
     def create_run(

@@ -8,7 +8,9 @@ followed by any typed details from ``polyflow.api.errordetails.v1`` that the err
 
 Servicer methods wear :func:`unary_errors` or :func:`stream_errors`: a ``CoreError`` becomes
 its status; any other exception is logged with its traceback and becomes ``INTERNAL`` (reason
-``INTERNAL``), so one bad request never takes the daemon down.
+``INTERNAL``), so one bad request never takes the daemon down. Bytes that are not a valid
+request message never reach a servicer: :class:`RequestParsingInterceptor` answers them with
+``INVALID_ARGUMENT`` (reason ``MALFORMED_REQUEST``).
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from google.rpc import (  # type: ignore[import-untyped, unused-ignore]
 from grpc_status import rpc_status
 from polyflow.api.errordetails.v1 import message_pb2 as errordetails_pb2
 
-from polyflow_core.errors import BlobCorruptedError, CoreError, ErrorCode
+from polyflow_core.errors import BlobCorruptedError, CoreError, ErrorCode, InvalidArgumentError
 
 __all__ = [
     "ERROR_DOMAIN",
+    "RequestParsingInterceptor",
     "abort",
     "register_details",
     "stream_errors",
@@ -186,3 +189,73 @@ def stream_errors(
         abort(context, error)
 
     return wrapper
+
+
+class _Unparsed:
+    """What a request deserializes to when its bytes are not a valid message."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+class RequestParsingInterceptor(grpc.ServerInterceptor):
+    """Answers a request whose bytes do not parse as its message with ``INVALID_ARGUMENT``
+    (reason ``MALFORMED_REQUEST``, naming the method and the parser's complaint).
+
+    Without it gRPC answers ``INTERNAL`` ("Exception deserializing request!"), which blames
+    the core for the caller's bytes, and logs a traceback for each such request.
+    Client-streaming methods are left as they are (the contract has none that R calls).
+    """
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Parse requests leniently; reject the unparsable ones before the servicer."""
+        handler = continuation(handler_call_details)
+        parse = None if handler is None else handler.request_deserializer
+        if handler is None or parse is None:
+            return handler
+        method = handler_call_details.method
+
+        def lenient(data: bytes) -> Any:
+            try:
+                return parse(data)
+            except Exception as error:  # DecodeError, and whatever a parser may raise
+                return _Unparsed(error)
+
+        def check(request: Any, context: grpc.ServicerContext) -> None:
+            if isinstance(request, _Unparsed):
+                abort(
+                    context,
+                    InvalidArgumentError(
+                        f"malformed request to {method}: {request.error}",
+                        reason="MALFORMED_REQUEST",
+                        metadata={"method": method},
+                    ),
+                )
+
+        options: dict[str, Any] = {
+            "request_deserializer": lenient,
+            "response_serializer": handler.response_serializer,
+        }
+        unary = handler.unary_unary
+        if unary is not None:
+
+            def unary_call(request: Any, context: grpc.ServicerContext) -> Any:
+                check(request, context)
+                return unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary_call, **options)
+        streaming = handler.unary_stream
+        if streaming is not None:
+
+            def stream_call(request: Any, context: grpc.ServicerContext) -> Any:
+                check(request, context)
+                return streaming(request, context)
+
+            return grpc.unary_stream_rpc_method_handler(stream_call, **options)
+        return handler

@@ -105,6 +105,12 @@ class StepDef:
     """Output of the core: steps with an edge into this one."""
     matching_split: str = ""
     """Output of the core: for a join, the split it closes."""
+    language: str = ""
+    """The step's language when it is not the flow's: ``"r"`` or ``"python"``."""
+    foreign_file: str = ""
+    """For a step in another language: its source file, relative to the flow's folder."""
+    foreign_function: str = ""
+    """For a step in another language: the function to call."""
 
 
 @dataclass(frozen=True)
@@ -395,6 +401,9 @@ def _step_def(
         is_start=marks.is_start,
         is_end=marks.is_end,
         source_file="" if file == flow_file else file,
+        language=marks.language,
+        foreign_file=marks.foreign_file,
+        foreign_function=marks.foreign_function,
     )
 
 

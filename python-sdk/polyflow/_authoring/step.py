@@ -36,6 +36,13 @@ class StepMarks:
     """Marked ``@step(end=True)``."""
     decorators: list[StepDecorator] = field(default_factory=list)
     """Step decorators in the order they were applied (innermost first)."""
+    language: str = ""
+    """``"r"`` for a step implemented by an R function (``polyflow.r.r_step``); empty for
+    Python."""
+    foreign_file: str = ""
+    """For a step in another language: its source file, relative to the flow's folder."""
+    foreign_function: str = ""
+    """For a step in another language: the function to call."""
 
 
 def step_marks(func: object) -> StepMarks | None:

@@ -353,6 +353,10 @@ def main(flow_cls: type, argv: Sequence[str] | None = None) -> NoReturn:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else flow_cls.__name__
+    if args[:1] in (["run"], ["resume"]) and not {"-h", "--help"} & set(args):
+        from polyflow._daemon import start_early
+
+        start_early()  # the daemon starts while this process extracts and checks the flow
     try:
         cli = build_cli(flow_cls)
         result = cli.main(args=args, prog_name=prog, standalone_mode=False)

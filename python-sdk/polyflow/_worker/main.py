@@ -52,9 +52,13 @@ def prepare(code_path: str, class_name: str) -> type[FlowSpec]:
 def execute(spec: TaskSpecData) -> TaskResult:
     """Prepare the flow, open the store and run the task; any error becomes a failure."""
     try:
+        from polyflow._worker.foreign import foreign_flow_class, is_foreign_python_step
         from polyflow._worker.store import open_store
 
-        flow_cls = prepare(spec.code_path, spec.graph.entrypoint or spec.flow_name)
+        if is_foreign_python_step(spec):  # a Python step of a flow written in R
+            flow_cls = foreign_flow_class(spec)
+        else:
+            flow_cls = prepare(spec.code_path, spec.graph.entrypoint or spec.flow_name)
         store = open_store(spec.store_kind, spec.store_root, spec.store_options)
         return run_task(spec, flow_cls, store)
     except BaseException as exc:

@@ -7,6 +7,7 @@ import os
 import sys
 import traceback
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from polyflow_core.datastore.base import BlobStore
 
@@ -17,10 +18,14 @@ from polyflow._authoring.flowspec import FlowSpec, FlowState
 from polyflow._authoring.graph import StepDef, TransitionDef, graph_info, make_decorators
 from polyflow._authoring.members import flow_parameters
 from polyflow._authoring.transitions import TakenTransition, TransitionKind
+from polyflow._conversion import Converter, core_converter
 from polyflow._worker.persist import persist_artifacts
 from polyflow._worker.spec import TaskSpecData
 from polyflow._worker.store import make_loader
 from polyflow.exceptions import PolyflowError
+
+if TYPE_CHECKING:
+    from polyflow._transport import CoreClient
 
 __all__ = [
     "ENV_CORE_ADDRESS",
@@ -165,10 +170,29 @@ def check_transition(step_def: StepDef, taken: TakenTransition | None) -> str:
     )
 
 
+def _converter(spec: TaskSpecData) -> Converter | None:
+    """Converts values Python cannot decode through the task's core (its client is made on
+    first use, in the task's own process)."""
+    if not spec.core_address:
+        return None
+    clients: list[CoreClient] = []
+
+    def client() -> CoreClient:
+        if not clients:
+            from polyflow._transport import CoreClient
+
+            clients.append(CoreClient(spec.core_address, token=spec.token or None))
+        return clients[0]
+
+    return core_converter(client)
+
+
 def _build_state(
     spec: TaskSpecData, step_def: StepDef, flow_cls: type[FlowSpec], store: BlobStore
 ) -> FlowState:
-    loader = make_loader(store)
+    convert = _converter(spec)
+    # One loader per input task, so that a corrupt value names the task it came from.
+    loader = make_loader(store, convert, spec.inputs[0].pathspec if spec.inputs else "")
     inputs: Inputs | None = None
     if step_def.is_join:
         inputs = Inputs(
@@ -176,7 +200,10 @@ def _build_state(
                 InputView(
                     item.step,
                     item.pathspec,
-                    ArtifactTable({a.name: a for a in item.artifacts}, loader),
+                    ArtifactTable(
+                        {a.name: a for a in item.artifacts},
+                        make_loader(store, convert, item.pathspec),
+                    ),
                     item.foreach_stack,
                 )
                 for item in spec.inputs

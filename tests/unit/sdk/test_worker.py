@@ -49,6 +49,11 @@ class CountingStore(LocalBlobStore):
         self.written.append(info.digest)
         return info
 
+    def put_many(self, items: Any) -> Any:
+        infos = super().put_many(items)
+        self.written.extend(info.digest for info in infos)
+        return infos
+
 
 def _values(store: LocalBlobStore, result: TaskResult) -> dict[str, Any]:
     return {a.name: decode(store.get_view(a.digest), a.encoding) for a in result.artifacts}
