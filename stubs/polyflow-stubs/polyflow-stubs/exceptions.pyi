@@ -33,6 +33,7 @@ The tree::
         ├── DeadlineExceededError
         ├── UnavailableError
         ├── DataLossError
+        │   └── ArtifactCorruptedError an artifact's bytes do not match its content address
         └── InternalError
 
 Every constructor takes the message as its only required argument and keeps the other
@@ -48,6 +49,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "AlreadyExistsError",
+    "ArtifactCorruptedError",
     "CaughtException",
     "DaemonError",
     "DataLossError",
@@ -337,6 +339,38 @@ class UnavailableError(RPCError):
 class DataLossError(RPCError):
     """Stored bytes are lost or corrupted (DATA_LOSS)."""
     default_code: str
+
+class ArtifactCorruptedError(DataLossError):
+    """An artifact's stored bytes do not hash to its content address, so its value is not
+    returned: ``artifact 'x' of HelloFlow/3/start/1 is corrupt: expected sha256:..., found
+    sha256:...``.
+    """
+    artifact: str
+    pathspec: str
+    expected_digest: str
+    found_digest: str
+    def __init__(self, message: str = '', *, artifact: str = '', pathspec: str = '', expected_digest: str = '', found_digest: str = '', code: str = '', reason: str = '', metadata: Mapping[str, str] | None = None, details: Sequence[object] = (), method: str = '') -> None:
+        """Create the error.
+
+        Args:
+            message: The message; built from the other values when empty.
+            artifact: The artifact's name.
+            pathspec: The task that stored it, ``Flow/run/step/task``.
+            expected_digest: Its content address.
+            found_digest: What the stored bytes hash to.
+            code: As for :class:`RPCError`.
+            reason: As for :class:`RPCError`.
+            metadata: As for :class:`RPCError`.
+            details: As for :class:`RPCError`.
+            method: As for :class:`RPCError`.
+        """
+        ...
+    @classmethod
+    def from_data_loss(cls, error: DataLossError, *, artifact: str, pathspec: str = '') -> ArtifactCorruptedError:
+        """The error for an artifact whose blob read failed with ``error`` (the store's
+        mismatch, whose metadata names the expected and found digests).
+        """
+        ...
 
 class InternalError(RPCError):
     """The core failed unexpectedly (INTERNAL)."""

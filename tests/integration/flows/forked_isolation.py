@@ -8,7 +8,6 @@ Run with ``--max-workers 1`` the tasks follow each other in one zygote.
 import os
 
 import numpy as np
-
 from polyflow import FlowSpec, step
 
 SEEN: list[str] = []

@@ -177,10 +177,15 @@ def test_frames_carry_their_descriptors_even_when_read_together() -> None:
 
     ours, theirs = socket.socketpair()
     pipes = [os.pipe() for _ in range(3)]
-    try:
+
+    def send() -> None:
         send_frame(ours, {"op": "task", "id": "1"}, b"spec-one", (pipes[0][1], pipes[1][1]))
         send_frame(ours, {"op": "kill", "id": "1"})
         send_frame(ours, {"op": "task", "id": "2"}, b"x" * 300_000, (pipes[2][1],))
+
+    sender = threading.Thread(target=send)  # a body larger than the socket's buffer
+    sender.start()
+    try:
         reader = FrameReader(theirs)
         frames: list[tuple[dict[str, object], bytes, list[int]]] = []
         while len(frames) < 3:
@@ -196,9 +201,12 @@ def test_frames_carry_their_descriptors_even_when_read_together() -> None:
             os.write(fd, b"!")
             assert os.read(read_end, 1) == b"!"
             os.close(fd)
+        sender.join()
         ours.close()
         assert not reader.fill()
     finally:
+        sender.join()
+        ours.close()
         theirs.close()
         for read_end, write_end in pipes:
             os.close(read_end)

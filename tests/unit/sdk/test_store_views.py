@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from polyflow_core.datastore.local import LocalBlobStore
-
 from polyflow._authoring.artifacts import StoredArtifact
 from polyflow._codecs import digest, encode
 from polyflow._worker import store as worker_store
+from polyflow_core.datastore.local import LocalBlobStore
 
 
 def _stored(tmp_path: Path, value: object) -> tuple[LocalBlobStore, StoredArtifact]:

@@ -25,7 +25,12 @@ class DataArtifact(PolyflowObject):
         ...
     @property
     def data(self) -> Any:
-        """The value, read and decoded on first access."""
+        """The value, read and decoded on first access.
+
+        Raises:
+            ArtifactCorruptedError: The stored bytes do not hash to the artifact's address
+                (the message names the artifact, its task and both digests).
+        """
         ...
     @property
     def sha(self) -> str:

@@ -108,6 +108,12 @@ class Run(PolyflowObject):
         """Why the run failed; empty unless it failed."""
         ...
     @property
+    def origin_pathspec(self) -> str | None:
+        """For a run started with ``resume``: the pathspec of the run it resumed
+        (``Flow/run``); None otherwise.
+        """
+        ...
+    @property
     def end_task(self) -> Task | None:
         """The end step's task, or None when the end step has not run."""
         ...

@@ -104,6 +104,12 @@ class Task(PolyflowObject):
         """The metadata recorded for the task, by name."""
         ...
     @property
+    def origin_pathspec(self) -> str | None:
+        """For a task that a resume cloned instead of running it: the pathspec of the task of
+        the origin run whose results it reuses; None for a task that ran.
+        """
+        ...
+    @property
     def parent_task_pathspecs(self) -> list[str]:
         """Pathspecs of the tasks whose outputs this task read."""
         ...

@@ -648,7 +648,7 @@ Global___ReadTaskLogResponse: _TypeAlias = ReadTaskLogResponse  # noqa: Y015
 class MutateRunTagsRequest(_message.Message):
     """MutateRunTagsRequest changes a run's user tags atomically: the tags of
     `remove_tags` are removed, then those of `add_tags` are added, so a tag in
-    both lists ends up present. The rules are Metaflow's:
+    both lists ends up present. Metaflow's rules, plus the last one:
     - removing a tag the run does not carry, or adding one it carries already,
       does nothing;
     - system tags never change: removing one of the run's system tags fails

@@ -252,22 +252,30 @@ class TaskStartedEvent(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     PATHSPEC_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    CLONED_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """The task's resource name."""
     pathspec: _builtins.str
     """Pathspec: "{flow}/{run}/{step}/{task}"."""
     attempt: _builtins.int
     """The attempt (0-based)."""
+    cloned: _builtins.bool
+    """True when no worker runs the task: a resumed run (StartRunRequest.origin_run)
+    cloned it from a task of the origin run that succeeded. The task's record
+    names that task in `origin_task` and reuses its artifact references; no
+    artifact bytes are copied. A TaskFinishedEvent with `cloned` follows at once.
+    """
     def __init__(
         self,
         *,
         task: _builtins.str = ...,
         pathspec: _builtins.str = ...,
         attempt: _builtins.int = ...,
+        cloned: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "pathspec", b"pathspec", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cloned", b"cloned", "pathspec", b"pathspec", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -286,6 +294,7 @@ class TaskFinishedEvent(_message.Message):
     FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
     EXCEPTION_FIELD_NUMBER: _builtins.int
     WILL_RETRY_FIELD_NUMBER: _builtins.int
+    CLONED_FIELD_NUMBER: _builtins.int
     task: _builtins.str
     """The task's resource name."""
     pathspec: _builtins.str
@@ -298,6 +307,10 @@ class TaskFinishedEvent(_message.Message):
     """Why it failed, in one line; empty on success."""
     will_retry: _builtins.bool
     """True when another attempt will follow."""
+    cloned: _builtins.bool
+    """True when the task was cloned by a resume rather than run (see
+    TaskStartedEvent.cloned); its state is then SUCCEEDED.
+    """
     @_builtins.property
     def exception(self) -> _graph_pb2.ExceptionInfo:
         """The exception, when user code raised one."""
@@ -312,10 +325,11 @@ class TaskFinishedEvent(_message.Message):
         failure_message: _builtins.str = ...,
         exception: _graph_pb2.ExceptionInfo | None = ...,
         will_retry: _builtins.bool = ...,
+        cloned: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exception", b"exception"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "exception", b"exception", "failure_message", b"failure_message", "pathspec", b"pathspec", "state", b"state", "task", b"task", "will_retry", b"will_retry"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cloned", b"cloned", "exception", b"exception", "failure_message", b"failure_message", "pathspec", b"pathspec", "state", b"state", "task", b"task", "will_retry", b"will_retry"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

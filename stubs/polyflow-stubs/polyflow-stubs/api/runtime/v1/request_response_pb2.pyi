@@ -108,21 +108,36 @@ class StartRunRequest(_message.Message):
     id returns the run it created. Optional.
     """
     origin_run: _builtins.str
-    """Resume: the resource name ("flows/{flow}/runs/{run}") of the run to resume.
-    When set, the new run clones, by reference, every task of the origin run that
-    succeeded and whose inputs were all cloned, and runs the rest. Parameters
-    come from the origin run: `parameter_artifacts` must then be empty
-    (INVALID_ARGUMENT otherwise). NOT_FOUND when the origin run is absent;
-    FAILED_PRECONDITION when it belongs to another flow or is still running.
+    """Resume: the resource name ("flows/{flow}/runs/{run}") of the run to resume,
+    the "origin run"; the new run records it as its `origin_run`. The new run
+    starts with a clone of the origin run's "_parameters" task: parameters and
+    constants come from the origin run, so `parameter_artifacts` must be empty
+    (INVALID_ARGUMENT otherwise). It then runs as usual, except that a task
+    about to be created is cloned instead of run when every one of its inputs
+    is a clone, its step is not re-run (`resume_step`), and the origin run has
+    a task of the same step and identity (the same foreach indices, outermost
+    first, and for a switch looping to its own step the same iteration) whose
+    latest attempt SUCCEEDED with a transition this graph allows. A clone is a
+    new task with one SUCCEEDED attempt holding the origin task's artifact
+    references (no artifact bytes are copied), `origin_task` naming that task
+    and task metadata "origin-task-id"; its TaskStartedEvent and
+    TaskFinishedEvent say `cloned`. Every task of the run gets task metadata
+    "origin-run-id", and workers get TaskSpec.origin_run_id. The graph may
+    differ from the origin run's: steps are matched by name. NOT_FOUND when the
+    origin run is absent; FAILED_PRECONDITION when it belongs to another flow
+    than `graph`, is still running, or has no "_parameters" task.
     """
     resume_step: _builtins.str
-    """Resume only: re-run this step and every step after it even where the origin
-    run's tasks succeeded. Empty re-runs from the first failed or never-run
-    tasks. INVALID_ARGUMENT when the step is not in the graph.
+    """Resume only: re-run this step and every step reachable from it in the
+    graph, even where the origin run's tasks succeeded. Empty: only the tasks
+    the origin run did not finish successfully, and those after them, run.
+    INVALID_ARGUMENT when the step is not in the graph or `origin_run` is empty.
     """
     clone_only: _builtins.bool
-    """Resume only: clone the tasks that would be cloned and run nothing else; the
-    run then ends SUCCEEDED if the end step was cloned, else FAILED.
+    """Resume only: clone the tasks that can be cloned and run none. The run ends
+    SUCCEEDED if the end step was cloned, else FAILED with a message naming
+    the first task that could not be cloned. INVALID_ARGUMENT when
+    `origin_run` is empty.
     """
     @_builtins.property
     def graph(self) -> _graph_pb2.FlowGraph:
