@@ -7,6 +7,7 @@ tests that run R flows with ``Rscript`` against a real daemon started with this 
 from __future__ import annotations
 
 import filecmp
+import os
 import subprocess
 from pathlib import Path
 
@@ -71,3 +72,32 @@ def test_testthat_suite(r: RSetup, tmp_path: Path) -> None:
     assert proc.returncode == 0 and result, output[-6000:]
     assert "failed=0 errors=0" in result[-1], output[-6000:]
     assert "skipped=0" in result[-1], f"live tests were skipped:\n{output[-6000:]}"
+
+
+@pytest.mark.slow
+def test_r_cmd_check_is_clean(tmp_path: Path) -> None:
+    """``R CMD build`` then ``R CMD check --no-manual`` end with Status: OK (no error,
+    warning or note). Live tests skip inside the check, as on CRAN."""
+    build = subprocess.run(
+        ["R", "CMD", "build", str(R_PACKAGE)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    tarballs = sorted(tmp_path.glob("polyflow_*.tar.gz"))
+    assert len(tarballs) == 1, build.stdout
+    check = subprocess.run(
+        ["R", "CMD", "check", "--no-manual", tarballs[0].name],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env={**os.environ, "_R_CHECK_FORCE_SUGGESTS_": "false", "NOT_CRAN": ""},
+    )
+    output = check.stdout + check.stderr
+    assert check.returncode == 0, output
+    assert "Status: OK" in output, output
