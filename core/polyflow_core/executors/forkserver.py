@@ -242,9 +242,6 @@ class WorkerPool:
 
         if not self.eligible(request):
             return None
-        zygote = self._zygote_for(request)
-        if zygote is None:
-            return None
         key = request.key
         pipes: list[int] = []
         try:
@@ -270,9 +267,13 @@ class WorkerPool:
         for stream in handle.streams:
             os.set_blocking(stream.fd, False)
         task_id = str(next(self._ids))
-        with self._lock:
-            zygote.tasks[task_id] = handle
-            self._owner[id(handle)] = (zygote, task_id)
+        zygote = self._zygote_for(request, task_id, handle)
+        if zygote is None:
+            for stream in handle.streams:
+                stream.pipe.close()
+            os.close(out_write)
+            os.close(err_write)
+            return None
         self._executor._track(handle)
         try:
             zygote.send({"op": "task", "id": task_id}, request.task_spec, (out_write, err_write))
@@ -301,8 +302,12 @@ class WorkerPool:
         with contextlib.suppress(OSError):
             zygote.send({"op": "kill", "id": task_id, "signal": 9})
 
-    def _zygote_for(self, request: LaunchRequest) -> _Zygote | None:
-        """The run's zygote, forked from a ready template when it does not exist yet."""
+    def _zygote_for(
+        self, request: LaunchRequest, task_id: str, handle: _LocalHandle
+    ) -> _Zygote | None:
+        """The run's zygote (forked from a ready template when it does not exist yet), with
+        the task registered in it under the same lock that finds it, so that the idle sweep
+        cannot close it in between. None when no template can serve the request."""
         env = dict(request.environment)
         env["PYTHONUNBUFFERED"] = "1"
         key = request.key
@@ -316,6 +321,7 @@ class WorkerPool:
         with self._lock:
             zygote = self._zygotes.get(zkey)
             if zygote is not None and not zygote.closed:
+                self._register(zygote, task_id, handle)
                 return zygote
         template = self._template_for(request.interpreter, env)
         if template is None:
@@ -343,8 +349,14 @@ class WorkerPool:
                 return None
             self._zygotes[zkey] = zygote
             self._selector.register(ours, selectors.EVENT_READ, zygote)
+            self._register(zygote, task_id, handle)
         self._wake()
         return zygote
+
+    def _register(self, zygote: _Zygote, task_id: str, handle: _LocalHandle) -> None:
+        """Record a task as the zygote's (called with the lock held)."""
+        zygote.tasks[task_id] = handle
+        self._owner[id(handle)] = (zygote, task_id)
 
     def _template_for(self, interpreter: str, env: Mapping[str, str]) -> _Template | None:
         """A ready, current template for the interpreter (started and waited for if need be);
