@@ -63,7 +63,11 @@ IMPORT = re.compile(r"^(\s*)from metaflow import ", re.MULTILINE)
 def _copy(tutorials: Path, name: str, dest: Path) -> Path:
     """Copies one tutorial folder and rewrites its import lines; returns the new folder."""
     target = dest / name
-    shutil.copytree(tutorials / name, target)
+    # Leave out compiled files: a .pyc made moments earlier by pip can match the rewritten
+    # source by size and mtime second ("metaflow" and "polyflow" have the same length).
+    shutil.copytree(
+        tutorials / name, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
     for source in target.glob("*.py"):
         text = source.read_text()
         rewritten, count = IMPORT.subn(r"\1from polyflow import ", text)
