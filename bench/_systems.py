@@ -162,7 +162,6 @@ class System:
             for key, value in os.environ.items()
             if not key.startswith(("POLYFLOW_", "METAFLOW_", "BENCH_"))
         }
-        env["PYTHONDONTWRITEBYTECODE"] = "0"
         env["USERNAME"] = "bench"
         env["USER"] = env.get("USER", "bench")
         return env

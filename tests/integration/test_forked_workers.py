@@ -50,6 +50,8 @@ def test_tasks_fork_from_one_zygote_and_keep_their_globals_and_memory(
     assert [task["seen"][-1] for task in work] == ["mutate", "leak", "check", "check"]
     for task in work:
         assert "polyflow._worker.zygote" in task["parent"], task
+        # Forked, not spawned (numpy's OpenBLAS thread does not stop the zygote forking).
+        assert task["argv0"].endswith(os.path.join("_worker", "zygote.py")), task
         # Module state as the module left it: no sibling's append is visible.
         assert task["seen"] == [task["seen"][-1]], task
     assert len({task["pid"] for task in work}) == 4
@@ -95,6 +97,7 @@ def test_pools_can_be_turned_off_per_run(fresh_project: FlowProject) -> None:
     for task in _tasks(fresh_project, f"ForkedIsolationFlow/{run_id}/work"):
         assert "polyflow._worker.zygote" not in task["parent"], task
         assert "polyflow_core" in task["parent"], task
+        assert task["argv0"].endswith(os.path.join("_worker", "__main__.py")), task
 
 
 def test_a_flow_module_that_starts_a_thread_is_not_forked(

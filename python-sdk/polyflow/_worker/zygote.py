@@ -325,8 +325,7 @@ class _Zygote(_Loop):
             pass
         sys.stdout.flush()
         sys.stderr.flush()
-        if _thread_count() > 1:
-            self.spawn = True  # the flow module started threads: forking is unsafe now
+        self.spawn = _unsafe_to_fork()
         gc.freeze()  # children then leave the imported objects' pages shared
 
     def fork_task(self, task_id: str, spec: bytes, out_fd: int, err_fd: int) -> _Task:
@@ -548,6 +547,17 @@ def _thread_count() -> int:
         return len(os.listdir("/proc/self/task"))
     except OSError:
         return 1
+
+
+def _unsafe_to_fork() -> bool:
+    """Whether the flow module left this process unfit to fork: it started Python threads
+    (one may hold a lock the children would inherit locked), or imported gRPC and there are
+    native threads (gRPC may be initialised; grpcio is not fork-safe). Other native threads
+    are numeric libraries' pools, which handle forks themselves: numpy's OpenBLAS starts one
+    when imported and shuts its pool down before a fork (``pthread_atfork``)."""
+    if threading.active_count() > 1:
+        return True
+    return "grpc" in sys.modules and _thread_count() > 1
 
 
 def main() -> NoReturn:

@@ -6,6 +6,7 @@ Run with ``--max-workers 1`` the tasks follow each other in one zygote.
 """
 
 import os
+import sys
 
 import numpy as np
 from polyflow import FlowSpec, step
@@ -33,6 +34,7 @@ class ForkedIsolationFlow(FlowSpec):
         SEEN.append(self.input)
         self.seen = list(SEEN)
         self.pid = os.getpid()
+        self.argv0 = sys.argv[0]  # the zygote's module when forked, the worker's when spawned
         with open(f"/proc/{os.getppid()}/cmdline", "rb") as cmdline:
             self.parent = cmdline.read().replace(b"\0", b" ").decode().strip()
         self.random = float(np.random.rand())
