@@ -264,6 +264,9 @@ class Daemon:
             metadata = self._metadata_stores.create(config.metadata, layout.db_path)
             cleanup.callback(metadata.close)
             blobs = self._datastores.create(config.datastore, layout.store_root)
+            discarded = blobs.discard_abandoned_writes()
+            if discarded:
+                _log.info("discarded %d file(s) left by writers that died mid-write", discarded)
             executor = self._executors.create(config.executor, layout)
             events = EventHub()
             scheduler = Scheduler(

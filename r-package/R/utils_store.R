@@ -32,13 +32,14 @@ pf_blob_path <- function(root, digest) {
   file.path(root, "blobs", substr(hex, 1L, 2L), hex)
 }
 
-# Write bytes; returns their digest. An existing blob is never rewritten.
+# Write bytes; returns their digest. An existing blob is not rewritten once its
+# header and size show it whole (a corrupt one is quarantined and written anew).
 pf_store_put <- function(store, bytes, digest = pf_sha256(bytes)) {
   if (!store$local) {
     return(pf_rpc_upload_blob(bytes, core = store$core))
   }
   final <- pf_blob_path(store$root, digest)
-  if (file.exists(final)) {
+  if (pf_blob_looks_whole(store, final, length(bytes))) {
     return(digest)
   }
   dir.create(dirname(final), recursive = TRUE, showWarnings = FALSE)
@@ -63,20 +64,53 @@ pf_store_put <- function(store, bytes, digest = pf_sha256(bytes)) {
   digest
 }
 
-# Read a blob's encoded bytes, verified against the digest.
+# Whether the file at `path` holds a blob of `size` bytes as far as its header
+# tells: the magic, and the file's size for a raw blob (a compressed one, which R
+# does not write, is taken as it is). A file that fails is quarantined.
+pf_blob_looks_whole <- function(store, path, size) {
+  info <- file.info(path, extra_cols = FALSE)
+  if (is.na(info$size)) {
+    return(FALSE)
+  }
+  con <- file(path, open = "rb")
+  header <- tryCatch(readBin(con, "raw", n = 5L), finally = close(con))
+  whole <- length(header) == 5L && identical(header[1:4], pf_blob_magic) &&
+    (header[[5L]] == as.raw(1L) || (header[[5L]] == as.raw(0L) && info$size == 5 + size))
+  if (!whole) {
+    pf_blob_quarantine(store, path, info)
+  }
+  whole
+}
+
+# Move a corrupt blob file aside (to <root>/quarantine), so the next writer of
+# the same value stores it afresh, unless it changed since `info` was taken
+# (another process restored it). Best effort, as in the core.
+pf_blob_quarantine <- function(store, path, info) {
+  now <- file.info(path, extra_cols = FALSE)
+  if (is.na(now$size) || now$size != info$size || now$mtime != info$mtime) {
+    return(invisible(FALSE))
+  }
+  folder <- file.path(store$root, "quarantine")
+  dir.create(folder, recursive = TRUE, showWarnings = FALSE)
+  invisible(suppressWarnings(file.rename(path, file.path(folder, basename(path)))))
+}
+
+# Read a blob's encoded bytes, verified against the digest. A raw blob found
+# corrupt is quarantined; the core reads compressed and quarantined ones.
 pf_store_get <- function(store, digest) {
   if (store$local) {
     path <- pf_blob_path(store$root, digest)
-    if (file.exists(path)) {
-      size <- file.size(path)
+    info <- file.info(path, extra_cols = FALSE)
+    if (!is.na(info$size)) {
       con <- file(path, open = "rb")
-      content <- tryCatch(readBin(con, "raw", n = size), finally = close(con))
+      content <- tryCatch(readBin(con, "raw", n = info$size), finally = close(con))
       if (length(content) >= 5L && identical(content[1:4], pf_blob_magic)) {
         codec <- as.integer(content[[5L]])
         if (codec == 0L) {
           bytes <- if (length(content) > 5L) content[6:length(content)] else raw(0)
           found <- pf_sha256(bytes)
           if (!identical(found, digest)) {
+            pf_blob_quarantine(store, path, info)
             pf_throw("data_loss", sprintf("blob %s is corrupted: its bytes hash to %s",
                                           digest, found),
                      reason = "BLOB_DIGEST_MISMATCH")

@@ -549,6 +549,38 @@ def test_a_corrupted_blob_is_reported_naming_the_artifact_and_both_digests(
         assert "copy_length" not in reader.data
 
 
+def test_a_corrupted_blob_is_restored_by_the_next_writer_of_its_value(
+    fresh_project: FlowProject, fault_dir: FaultDir
+) -> None:
+    from polyflow.exceptions import ArtifactCorruptedError
+
+    (fault_dir.path / "go-heal").touch()
+    first = fresh_project.run_flow_ok("fault_corrupt_blob.py", "--token", "heal", env=fault_dir.env)
+    with fresh_project.client_env():
+        start = _run(f"FaultCorruptBlobFlow/{first}")["start"].task
+        expected, digest = start.data.x, start["x"].digest
+    blob = fresh_project.root / "store" / "blobs" / digest[7:9] / digest[7:]
+
+    # Bit rot: found by a read, which moves the file aside; a later run storing the same value
+    # writes it afresh, and the first run's artifact reads again.
+    _corrupt(fresh_project.root, digest)
+    with fresh_project.client_env(), pytest.raises(ArtifactCorruptedError):
+        print(_task(start.pathspec).data.x)
+    assert not blob.exists()
+    second = fresh_project.run_flow_ok(
+        "fault_corrupt_blob.py", "--token", "heal", env=fault_dir.env
+    )
+    with fresh_project.client_env():
+        assert _task(start.pathspec).data.x == expected
+        assert _run(f"FaultCorruptBlobFlow/{second}")["start"].task["x"].digest == digest
+
+    # A truncated file, never read: the writer's check of the header and size finds it.
+    blob.write_bytes(blob.read_bytes()[:100])
+    fresh_project.run_flow_ok("fault_corrupt_blob.py", "--token", "heal", env=fault_dir.env)
+    with fresh_project.client_env():
+        assert _task(start.pathspec).data.x == expected
+
+
 # --- 4. a full disk -------------------------------------------------------------------------------
 
 

@@ -207,3 +207,9 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def location(self) -> StoreLocationInfo:
         """Where the bytes live, for clients that access the store directly."""
+
+    def discard_abandoned_writes(self, max_age_seconds: float = 3600.0) -> int:
+        """Delete what writers that died mid-write left behind, once untouched for
+        ``max_age_seconds``; returns how many pieces were deleted. The daemon calls this when
+        it starts. The default does nothing (a store whose writes leave nothing behind)."""
+        return 0

@@ -8,10 +8,14 @@ The address is the SHA-256 of the encoded bytes *before* compression.
   only tried when their first 64 KiB compress by 10%, so incompressible data (arrays of
   floats, images, already compressed files) costs no compression time.
 - Writes go to ``<root>/tmp/<random>``, are fsynced, then renamed into place; the shard folder
-  is fsynced too, so a stored blob survives a power loss. A blob already present is never
-  rewritten.
+  is fsynced too, so a stored blob survives a power loss. A blob already present is not
+  rewritten once its header and size show it whole (a cheap check, not a hash).
 - Reads verify the hash; a mismatch (bit rot, a truncated file, a bad header) raises
   ``BlobCorruptedError`` naming the expected and found digests.
+- A blob found corrupt (by a read, or by a writer's check) is moved to
+  ``<root>/quarantine/<hex>``, so the next writer of the same value stores it afresh and every
+  artifact with that address reads again. Until then reads keep failing with the same error,
+  read from the quarantined copy.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ SYNCFS_ABOVE = 8
 ``fsync`` each."""
 
 _IO_SLICE = 4 << 20  # feed compressors and files in slices of this size
+_ZSTD_MAX_FRAME_HEADER = 18  # bytes: magic, descriptor, window, dictionary id, content size
 
 
 def _fits_saving(compressed: int, original: int) -> bool:
@@ -172,6 +177,11 @@ class LocalBlobStore(BlobStore):
         """Folder of files being written."""
         return self._root / "tmp"
 
+    @property
+    def quarantine_dir(self) -> Path:
+        """Folder of blob files found corrupt, kept for inspection."""
+        return self._root / "quarantine"
+
     def blob_path(self, digest: str) -> Path:
         """The file of a blob (whether it exists or not).
 
@@ -200,7 +210,7 @@ class LocalBlobStore(BlobStore):
             total += view.nbytes
         info = BlobInfo(DIGEST_PREFIX + hasher.hexdigest(), total)
         final = self.blob_path(info.digest)
-        if final.exists():
+        if self._holds_whole(str(final), total):
             return info
         if not final.parent.is_dir():
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -249,7 +259,7 @@ class LocalBlobStore(BlobStore):
                 hex_digest = hasher.hexdigest()
                 infos.append(BlobInfo(DIGEST_PREFIX + hex_digest, total))
                 final = os.path.join(blobs, hex_digest[:2], hex_digest)
-                if final in staged or os.path.exists(final):
+                if final in staged or self._holds_whole(final, total):
                     continue
                 if not staged:
                     self.tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -274,6 +284,84 @@ class LocalBlobStore(BlobStore):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
         return infos
+
+    def _holds_whole(self, path: str, size: int) -> bool:
+        """Whether ``path`` holds a blob of ``size`` bytes as far as its header tells: magic,
+        codec, and the size (the file's for a raw blob, the zstd frame's for a compressed
+        one). A file that fails is quarantined, so the caller writes the blob afresh."""
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            return False
+        with handle:
+            head = handle.read(HEADER_SIZE + _ZSTD_MAX_FRAME_HEADER)
+            whole = len(head) >= HEADER_SIZE and head[:4] == MAGIC
+            if whole and head[4] == CODEC_RAW:
+                whole = os.fstat(handle.fileno()).st_size == HEADER_SIZE + size
+            elif whole and head[4] == CODEC_ZSTD:
+                try:
+                    whole = zstandard.frame_content_size(head[HEADER_SIZE:]) == size
+                except zstandard.ZstdError:
+                    whole = False
+            else:
+                whole = False
+            if not whole:
+                self._quarantine(Path(path), handle)
+        return whole
+
+    def _quarantine(self, path: Path, handle: BinaryIO) -> None:
+        """Move the corrupt blob file open as ``handle`` out of ``path``, unless another
+        process replaced it already (the file at ``path`` is then not the one read).
+        Best effort: a store this process cannot write to keeps the file."""
+        opened = os.fstat(handle.fileno())
+        try:
+            current = os.stat(path)
+            if (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino):
+                return
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(path, self.quarantine_dir / path.name)
+        except OSError:
+            return
+
+    @contextlib.contextmanager
+    def _reading(self, digest: str) -> Iterator[BinaryIO]:
+        """Open a blob file for a verified read: a ``BlobCorruptedError`` raised in the block
+        quarantines the file. A blob quarantined earlier is read from its quarantined copy
+        (which fails the same way), so the error stays the same until the blob is written
+        again; a blob in neither place raises ``BlobNotFoundError``."""
+        path = self.blob_path(digest)
+        quarantined = False
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            try:
+                handle = open(self.quarantine_dir / path.name, "rb")
+            except FileNotFoundError:
+                raise BlobNotFoundError(digest) from None
+            quarantined = True
+        with handle:
+            try:
+                yield handle
+            except BlobCorruptedError:
+                if not quarantined:
+                    self._quarantine(path, handle)
+                raise
+
+    def discard_abandoned_writes(self, max_age_seconds: float = 3600.0) -> int:
+        """Delete files in the ``tmp`` folder not written to for ``max_age_seconds``: those
+        of writers killed mid-write (a live writer keeps its file's mtime fresh)."""
+        now = time.time()
+        removed = 0
+        try:
+            entries = list(os.scandir(self.tmp_dir))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_file() and now - entry.stat().st_mtime > max_age_seconds:
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
 
     def _sync(self, paths: list[str]) -> None:
         """Make the files or folders at ``paths`` durable (nothing when ``fsync`` is off)."""
@@ -345,15 +433,11 @@ class LocalBlobStore(BlobStore):
 
     def get_bytes(self, digest: str) -> bytes:
         """The blob's bytes, decompressed and verified."""
-        path = self.blob_path(digest)
-        with _open_blob(path, digest) as handle:
+        with self._reading(digest) as handle:
             codec = _read_header(handle, digest)
             payload = handle.read()
-        if codec == CODEC_RAW:
-            data = payload
-        else:
-            data = _decompress(payload, digest)
-        _verify(data, digest)
+            data = payload if codec == CODEC_RAW else _decompress(payload, digest)
+            _verify(data, digest)
         return data
 
     def get_view(self, digest: str) -> memoryview:
@@ -363,13 +447,12 @@ class LocalBlobStore(BlobStore):
         other readers, and the mapping lives as long as the returned view (and views made
         from it). A compressed blob is decompressed into memory.
         """
-        path = self.blob_path(digest)
-        with _open_blob(path, digest) as handle:
+        with self._reading(digest) as handle:
             codec = _read_header(handle, digest)
             if codec == CODEC_RAW:
                 return _map_raw(handle, digest)
             data = _decompress(handle.read(), digest)
-        _verify(data, digest)
+            _verify(data, digest)
         return memoryview(data).toreadonly()
 
     def get_private_view(self, digest: str) -> memoryview:
@@ -379,8 +462,7 @@ class LocalBlobStore(BlobStore):
         with the page cache until written to, and writes never reach the file. A
         compressed blob is decompressed into memory.
         """
-        path = self.blob_path(digest)
-        with _open_blob(path, digest) as handle:
+        with self._reading(digest) as handle:
             codec = _read_header(handle, digest)
             if codec == CODEC_RAW:
                 mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
@@ -388,14 +470,13 @@ class LocalBlobStore(BlobStore):
                 _verify(view, digest)
                 return view
             data = _decompress(handle.read(), digest)
-        _verify(data, digest)
+            _verify(data, digest)
         return memoryview(bytearray(data))
 
     def peek_view(self, digest: str) -> memoryview:
         """The blob's bytes, read-only and not verified (see ``BlobStore.peek_view``): an
         uncompressed blob is mapped, a compressed one decompressed."""
-        path = self.blob_path(digest)
-        with _open_blob(path, digest) as handle:
+        with self._reading(digest) as handle:
             codec = _read_header(handle, digest)
             if codec == CODEC_RAW:
                 mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
@@ -416,13 +497,12 @@ class LocalBlobStore(BlobStore):
                 f"chunk_size must be >= 1, got {chunk_size}",
                 metadata={"chunk_size": str(chunk_size)},
             )
-        path = self.blob_path(digest)
-        with _open_blob(path, digest) as handle:
+        with self._reading(digest) as handle:
             codec = _read_header(handle, digest)
             if codec == CODEC_RAW:
                 view = _map_raw(handle, digest)
                 return (bytes(piece) for piece in _slices(view, chunk_size))
-            size = _zstd_content_size(handle, path, digest)
+            size = _zstd_content_size(handle, digest)
             if 0 <= size <= IN_MEMORY_VERIFY_LIMIT:
                 data = _decompress(handle.read(), digest)
                 _verify(data, digest)
@@ -431,13 +511,13 @@ class LocalBlobStore(BlobStore):
             for piece in _stream_zstd(handle, digest):
                 hasher.update(piece)
             _check(hasher.hexdigest(), digest)
-        return self._stream_verified_again(path, digest, chunk_size)
+        return self._stream_verified_again(digest, chunk_size)
 
-    def _stream_verified_again(self, path: Path, digest: str, chunk_size: int) -> Iterator[bytes]:
+    def _stream_verified_again(self, digest: str, chunk_size: int) -> Iterator[bytes]:
         """Second decompression pass of a large compressed blob, re-chunked."""
         hasher = hashlib.sha256()
         pending = bytearray()
-        with _open_blob(path, digest) as handle:
+        with self._reading(digest) as handle:
             _read_header(handle, digest)
             for piece in _stream_zstd(handle, digest):
                 hasher.update(piece)
@@ -445,35 +525,23 @@ class LocalBlobStore(BlobStore):
                 while len(pending) >= chunk_size:
                     yield bytes(pending[:chunk_size])
                     del pending[:chunk_size]
-        _check(hasher.hexdigest(), digest)
+            _check(hasher.hexdigest(), digest)
         if pending:
             yield bytes(pending)
 
     def size(self, digest: str) -> int:
         """Encoded size of a blob, read from its file header (not verified)."""
-        path = self.blob_path(digest)
-        with _open_blob(path, digest) as handle:
+        with self._reading(digest) as handle:
             codec = _read_header(handle, digest)
             if codec == CODEC_RAW:
                 return os.fstat(handle.fileno()).st_size - HEADER_SIZE
-            size = _zstd_content_size(handle, path, digest)
+            size = _zstd_content_size(handle, digest)
             if size >= 0:
                 return size
             return sum(len(piece) for piece in _stream_zstd(handle, digest))
 
 
 # --- reading helpers ----------------------------------------------------------------------
-@contextlib.contextmanager
-def _open_blob(path: Path, digest: str) -> Iterator[BinaryIO]:
-    """Open a blob file for reading, mapping absence to ``BlobNotFoundError``."""
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise BlobNotFoundError(digest) from None
-    with handle:
-        yield handle
-
-
 def _file_digest(path: Path) -> str:
     """Digest of a file's raw bytes (used to name what was found when decoding failed)."""
     hasher = hashlib.sha256()
@@ -502,15 +570,16 @@ def _decompress(payload: bytes, digest: str) -> bytes:
         raise BlobCorruptedError(digest, found, f"undecodable zstd payload: {exc}") from None
 
 
-def _zstd_content_size(handle: BinaryIO, path: Path, digest: str) -> int:
+def _zstd_content_size(handle: BinaryIO, digest: str) -> int:
     """The decoded size recorded in the frame header (-1 when absent); keeps the position."""
     start = handle.tell()
-    head = handle.read(18)  # the largest zstd frame header
+    head = handle.read(_ZSTD_MAX_FRAME_HEADER)
     handle.seek(start)
     try:
         return int(zstandard.frame_content_size(head))
     except zstandard.ZstdError as exc:
-        raise BlobCorruptedError(digest, _file_digest(path), f"bad zstd frame: {exc}") from None
+        found = _file_digest(Path(handle.name))
+        raise BlobCorruptedError(digest, found, f"bad zstd frame: {exc}") from None
 
 
 def _stream_zstd(handle: BinaryIO, digest: str) -> Iterator[bytes]:

@@ -26,6 +26,32 @@ test_that("a corrupted blob is data loss", {
   expect_error(polyflow:::pf_store_get(store, digest), class = "polyflow_error_data_loss")
 })
 
+test_that("a blob found corrupt is quarantined and restored by the next writer", {
+  store <- local_store()
+  bytes <- charToRaw("abc")
+  digest <- polyflow:::pf_store_put(store, bytes)
+  path <- polyflow:::pf_blob_path(store$root, digest)
+  writeBin(c(charToRaw("PFB1"), as.raw(0), charToRaw("abd")), path)
+  expect_error(polyflow:::pf_store_get(store, digest), class = "polyflow_error_data_loss")
+  expect_false(file.exists(path))
+  expect_true(file.exists(file.path(store$root, "quarantine", basename(path))))
+  expect_equal(polyflow:::pf_store_put(store, bytes), digest)
+  expect_equal(polyflow:::pf_store_get(store, digest), bytes)
+})
+
+test_that("a writer replaces a stored file whose header or size is wrong", {
+  store <- local_store()
+  bytes <- charToRaw("abcdef")
+  digest <- polyflow:::pf_store_put(store, bytes)
+  path <- polyflow:::pf_blob_path(store$root, digest)
+  for (damaged in list(c(charToRaw("PFB1"), as.raw(0), charToRaw("abc")),
+                       charToRaw("XXXX"), raw(0))) {
+    writeBin(damaged, path)
+    expect_equal(polyflow:::pf_store_put(store, bytes), digest)
+    expect_equal(polyflow:::pf_store_get(store, digest), bytes)
+  }
+})
+
 test_that("malformed digests are refused", {
   expect_error(polyflow:::pf_blob_path("/x", "sha256:zz"), class = "polyflow_error_invalid_argument")
 })

@@ -1,8 +1,10 @@
-"""A start step storing random bytes ``x`` (stored raw: they do not compress), and a step
+"""A start step storing random bytes ``x`` (stored raw: they do not compress; the same bytes
+for the same ``token``), and a step
 reading them that first waits for $PF_FAULT_DIR/go-<token> (announcing itself as
 ``reader``), so that the test can corrupt the blob in between."""
 
 import os
+import random
 import time
 
 from polyflow import FlowSpec, Parameter, step
@@ -22,7 +24,7 @@ class FaultCorruptBlobFlow(FlowSpec):
 
     @step
     def start(self):
-        self.x = os.urandom(256)
+        self.x = random.Random(self.token).randbytes(256)
         self.y = [1, 2, 3]
         self.next(self.reader)
 

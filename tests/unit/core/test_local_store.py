@@ -322,6 +322,102 @@ def test_bad_header(store: LocalBlobStore, content: bytes) -> None:
         assert info.value.found_digest == _sha(content)
 
 
+def test_a_blob_found_corrupt_is_quarantined_and_the_next_writer_restores_it(
+    store: LocalBlobStore,
+) -> None:
+    data = os.urandom(3 * MIB)
+    digest = store.put_bytes(data).digest
+    path = store.blob_path(digest)
+    _flip_last_byte(path)
+    corrupted = path.read_bytes()
+    for attempt in range(2):  # the second read finds the quarantined copy: the same error
+        with pytest.raises(BlobCorruptedError) as info:
+            store.get_view(digest)
+        assert info.value.found_digest == _sha(corrupted[HEADER_SIZE:]), attempt
+        assert not path.exists()
+        assert (store.quarantine_dir / path.name).read_bytes() == corrupted
+    assert not store.has(digest)
+    assert store.put_bytes(data).digest == digest
+    assert store.get_bytes(digest) == data
+    assert bytes(store.get_view(digest)) == data
+
+
+@pytest.mark.parametrize("reader", ["get_bytes", "get_private_view", "read_chunks", "size"])
+def test_every_verified_read_quarantines(store: LocalBlobStore, reader: str) -> None:
+    data = b"compress me " * 10_000
+    digest = store.put_bytes(data).digest
+    path = store.blob_path(digest)
+    path.write_bytes(path.read_bytes()[:HEADER_SIZE] + b"not a zstd frame at all")
+    with pytest.raises(BlobCorruptedError):
+        getattr(store, reader)(digest, *([MIB] if reader == "read_chunks" else []))
+    assert not path.exists()
+    assert store.put_many([data])[0].digest == digest
+    assert store.get_bytes(digest) == data
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda raw: raw[:-1],  # truncated raw payload
+        lambda raw: raw + b"x",  # a raw payload too long
+        lambda raw: b"",  # empty file
+        lambda raw: b"XXXX" + raw[4:],  # bad magic
+        lambda raw: raw[:4] + b"\x09" + raw[5:],  # unknown codec
+    ],
+)
+@pytest.mark.parametrize("put", ["put_bytes", "put_many"])
+def test_a_writer_replaces_a_stored_file_whose_header_or_size_is_wrong(
+    store: LocalBlobStore, damage: Any, put: str
+) -> None:
+    data = os.urandom(10_000)
+    digest = store.put_bytes(data).digest
+    path = store.blob_path(digest)
+    damaged = damage(path.read_bytes())
+    path.write_bytes(damaged)
+    if put == "put_bytes":
+        store.put_bytes(data)
+    else:
+        store.put_many([data])
+    assert store.get_bytes(digest) == data
+    assert (store.quarantine_dir / path.name).read_bytes() == damaged
+
+
+def test_a_writer_checks_the_size_a_zstd_frame_declares(store: LocalBlobStore) -> None:
+    data = b"compress me " * 10_000
+    digest = store.put_bytes(data).digest
+    assert _codec(store, digest) == CODEC_ZSTD
+    path = store.blob_path(digest)
+    other = _REAL_COMPRESSOR(level=3).compress(data[:-1])  # a frame of another size
+    path.write_bytes(MAGIC + bytes([CODEC_ZSTD]) + other)
+    store.put_bytes(data)
+    assert store.get_bytes(digest) == data
+
+
+def test_quarantine_leaves_a_file_another_process_put_in_place(store: LocalBlobStore) -> None:
+    digest = store.put_bytes(b"first").digest
+    path = store.blob_path(digest)
+    with open(path, "rb") as stale:
+        replacement = path.with_suffix(".new")
+        replacement.write_bytes(path.read_bytes())
+        os.replace(replacement, path)  # a writer restored the blob after our read began
+        store._quarantine(path, stale)
+    assert path.exists()
+    assert not (store.quarantine_dir / path.name).exists()
+
+
+def test_abandoned_temporary_files_are_discarded(store: LocalBlobStore) -> None:
+    store.put_bytes(b"make the folders")
+    old = store.tmp_dir / "old.tmp"
+    fresh = store.tmp_dir / "fresh.tmp"
+    old.write_bytes(b"partial")
+    fresh.write_bytes(b"being written")
+    hour_ago = os.stat(old).st_mtime - 3601
+    os.utime(old, (hour_ago, hour_ago))
+    assert store.discard_abandoned_writes(3600) == 1
+    assert sorted(path.name for path in store.tmp_dir.iterdir()) == ["fresh.tmp"]
+    assert LocalBlobStore(store.root / "elsewhere").discard_abandoned_writes() == 0
+
+
 def test_errors_survive_pickling() -> None:
     error = BlobCorruptedError(_sha(b"a"), _sha(b"b"), "bad")
     copy = pickle.loads(pickle.dumps(error))
