@@ -301,10 +301,11 @@ _CRASH_FINISHED_STEPS = ("start", "square", "gather")
 
 
 def _crash_the_daemon_mid_run(
-    project: FlowProject, fault_dir: FaultDir
+    project: FlowProject, fault_dir: FaultDir, worker_env: dict[str, str] | None = None
 ) -> tuple[str, dict[str, Any], str]:
     """Run the crash flow until its ``wait`` step runs, kill -9 the daemon, and let the CLI
-    (which restarts it to learn how the run ended) finish.
+    (which restarts it to learn how the run ended) finish. The worker of ``wait`` (pre-forked
+    unless ``worker_env`` says otherwise) must end with the daemon.
 
     Returns:
         The run id, the snapshot of the finished tasks taken before the kill, and the CLI's
@@ -312,9 +313,12 @@ def _crash_the_daemon_mid_run(
     """
     fault_dir.hold()
     id_file = project.run_id_file()
-    proc = project.start_flow(_CRASH_FLOW, "run", "--run-id-file", str(id_file), env=fault_dir.env)
+    env = {**fault_dir.env, **(worker_env or {})}
+    proc = project.start_flow(_CRASH_FLOW, "run", "--run-id-file", str(id_file), env=env)
     try:
         worker = fault_dir.pid("wait", proc=proc)
+        spawned = _cmdline(worker)[-2:] == ["-m", "polyflow._worker"]
+        assert spawned == bool(worker_env), _cmdline(worker)
         run_id = id_file.read_text().strip()
         before = _snapshot(project, f"FaultDaemonCrashFlow/{run_id}", _CRASH_FINISHED_STEPS)
         old_daemon = _kill_daemon(project)
@@ -327,15 +331,16 @@ def _crash_the_daemon_mid_run(
     assert f"Workflow failed: {_RESTART_MESSAGE}" in err, err
     new_daemon = project.daemon_pid()
     assert new_daemon is not None and new_daemon != old_daemon
-    # The pre-forked worker of the running task ends with the daemon it belonged to.
+    # The worker of the running task ends with the daemon it belonged to.
     _wait_until(lambda: not _alive(worker), 20, f"the worker {worker} of the dead daemon to end")
     return run_id, before, err
 
 
+@_WORKER_MODES
 def test_kill_9_of_the_daemon_fails_the_run_and_loses_no_finished_task(
-    fresh_project: FlowProject, fault_dir: FaultDir
+    fresh_project: FlowProject, fault_dir: FaultDir, worker_env: dict[str, str]
 ) -> None:
-    run_id, before, _ = _crash_the_daemon_mid_run(fresh_project, fault_dir)
+    run_id, before, _ = _crash_the_daemon_mid_run(fresh_project, fault_dir, worker_env)
     pathspec = f"FaultDaemonCrashFlow/{run_id}"
     assert len(before) == 5 and all(task["successful"] for task in before.values()), before
     after = _snapshot(fresh_project, pathspec, _CRASH_FINISHED_STEPS)

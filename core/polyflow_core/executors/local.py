@@ -18,7 +18,8 @@ One I/O thread serves every attempt:
   the worker exited gets ``exit_grace_seconds`` before the pipe is closed on it.
 
 Workers start in a new session (``start_new_session=True``): a kill signals the whole process
-group, so the processes a task started die with it.
+group, so the processes a task started die with it. A Python worker also dies with the daemon
+(``PARENT_PID_VARIABLE``): its outcome could no longer be reported.
 
 Python steps run in pre-forked workers when possible (:mod:`.forkserver`): the same pipes and
 log pump, the same exit statuses, no interpreter start per task.
@@ -61,6 +62,9 @@ _log = logging.getLogger(__name__)
 
 TASK_SPEC_VARIABLE = "POLYFLOW_TASK_SPEC"
 """The environment variable naming the serialized ``TaskSpec`` file of an attempt."""
+PARENT_PID_VARIABLE = "POLYFLOW_PARENT_PID"
+"""The environment variable holding the daemon's pid: a worker that can (the Python one, on
+Linux) asks to be killed when the daemon dies, as pre-forked workers are."""
 
 _READ_SIZE = 65536
 _MAX_LINE_BYTES = 64 * 1024
@@ -163,6 +167,7 @@ class LocalExecutor(Executor):
         argv = worker_argv(request.language, request.interpreter, request.environment)
         env = dict(request.environment)
         env[TASK_SPEC_VARIABLE] = str(spec_path)
+        env[PARENT_PID_VARIABLE] = str(os.getpid())
         env["PYTHONUNBUFFERED"] = "1"
         log_files: list[IO[bytes]] = []
         try:

@@ -3,7 +3,9 @@
 Exit codes: 0 when the task succeeded and was reported; 1 when it failed (reported) or the
 report could not be delivered; 2 when there is no readable TaskSpec.
 
-Environment: ``POLYFLOW_TASK_SPEC`` names the serialized TaskSpec (required). The worker sets
+Environment: ``POLYFLOW_TASK_SPEC`` names the serialized TaskSpec (required);
+``POLYFLOW_PARENT_PID``, when set, names the daemon the worker dies with
+(:mod:`polyflow._worker.lifeline`). The worker sets
 ``POLYFLOW_CORE_ADDRESS`` and ``POLYFLOW_NAMESPACE`` for the step's code, so that the client
 API inside a step reaches the same core in the run's namespace.
 """
@@ -15,6 +17,7 @@ import sys
 from typing import NoReturn
 
 from polyflow._authoring.flowspec import FlowSpec
+from polyflow._worker.lifeline import die_with_launcher
 from polyflow._worker.loader import find_flow_class, load_flow_module
 from polyflow._worker.spec import TaskSpecData, read_task_spec
 from polyflow._worker.task import TaskResult, exception_data, failure_line, run_task
@@ -75,6 +78,7 @@ def _exit(code: int) -> NoReturn:
 
 def main() -> NoReturn:
     """Run the task named by ``POLYFLOW_TASK_SPEC`` and exit (see the module docstring)."""
+    die_with_launcher()
     path = os.environ.get(ENV_TASK_SPEC, "")
     if not path:
         sys.stderr.write(f"polyflow worker: {ENV_TASK_SPEC} is not set\n")

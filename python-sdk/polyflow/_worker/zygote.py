@@ -19,9 +19,9 @@ socket it inherited. Two kinds of process run this code:
 Every task still runs in its own process: its crash, its globals and its memory stay its own
 (a child dies with the zygote, via ``PR_SET_PDEATHSIG``). Two things differ from a fresh
 interpreter and are handled: numpy's global random state is re-seeded in each child (Python's
-``random`` re-seeds itself after a fork), and a flow module that starts threads when imported
-makes the zygote fall back to starting each task as a fresh interpreter, since forking a
-process with threads is unsafe.
+``random`` re-seeds itself after a fork), and a flow module that starts Python threads when
+imported (or imports gRPC while native threads run) makes the zygote fall back to starting
+each task as a fresh interpreter, since forking such a process is unsafe.
 
 The wire format is :mod:`polyflow_core.executors.zygote_protocol`.
 """
@@ -51,12 +51,13 @@ from polyflow_core.executors.zygote_protocol import (
     send_frame,
 )
 
+from polyflow._worker.lifeline import die_with_parent, find_prctl
+
 __all__ = ["REPORT_HEADER", "main"]
 
 REPORT_HEADER = struct.Struct(">Q")
 """A child's report on its pipe: this length prefix, then the serialized ``TaskOutcome``."""
 
-_PR_SET_PDEATHSIG = 1
 _STARTUP_PATH0 = None if sys.flags.safe_path or not sys.path else sys.path[0]
 
 
@@ -77,7 +78,7 @@ def _preload() -> None:
     global _prctl
     for name in _PRELOAD:
         importlib.import_module(name)
-    _prctl = _find_prctl()
+    _prctl = find_prctl()
 
 
 def _module_files() -> list[list[Any]]:
@@ -352,7 +353,7 @@ class _Zygote(_Loop):
     def enter_child(self, out_fd: int, err_fd: int, keep: int) -> None:
         """In a new child: its own session, its own output, none of the zygote's fds."""
         os.setsid()
-        _die_with_parent()
+        die_with_parent(_prctl)  # resolved once, in the template
         if os.getppid() != self.pid:  # the zygote died before prctl took effect
             os._exit(1)
         os.dup2(out_fd, 1)
@@ -505,26 +506,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _find_prctl() -> Callable[..., int] | None:
-    """libc's ``prctl`` (Linux), resolved once in the template rather than in every child."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
-        return function
-    except (OSError, AttributeError):
-        return None
-
-
 _prctl: Callable[..., int] | None = None
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent (the zygote) dies."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _signal_group(pid: int, signum: int) -> None:
