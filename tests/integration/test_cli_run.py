@@ -97,6 +97,23 @@ class TestGraphShapes:
         assert names in result.stderr
         assert "Task failed" in result.stderr
 
+    def test_metaflow_exception_names_catch_polyflow_errors(
+        self, shared_project: FlowProject
+    ) -> None:
+        """A flow catching errors by their ``metaflow.exception`` names, imported from
+        ``polyflow.exception``: they are Polyflow's classes under Metaflow's names."""
+        from polyflow import Run
+        from polyflow.exception import MetaflowException, MetaflowNotFound
+
+        run_id = shared_project.run_flow_ok("ported_exceptions.py")
+        data = _data(shared_project, f"PortedExceptionsFlow/{run_id}")
+        assert data.caught == [("unhandled", True), ("missing", True)]
+        assert data.y == "same"
+        assert data.client_caught == "MetaflowNotFound"
+        with shared_project.client_env(), pytest.raises(MetaflowNotFound) as caught:
+            Run(f"PortedExceptionsFlow/{int(run_id) + 1000}")
+        assert isinstance(caught.value, MetaflowException)
+
     def test_foreach(self, shared_project: FlowProject) -> None:
         run_id = shared_project.run_flow_ok("foreach.py")
         data = _data(shared_project, f"ForeachFlow/{run_id}")
