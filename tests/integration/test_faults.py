@@ -1073,6 +1073,16 @@ def test_bad_input_over_the_wire_gets_clean_statuses_and_the_daemon_keeps_servin
             "DUPLICATE_STEP": graph_pb2.FlowGraph(
                 flow_name="Bad", steps=[step("start", "end"), step("end"), step("end")]
             ),
+            "DUPLICATE_PARAMETER": graph_pb2.FlowGraph(
+                flow_name="Bad",
+                steps=[step("start", "end"), step("end")],
+                parameters=[graph_pb2.ParameterSpec(name="n"), graph_pb2.ParameterSpec(name="n")],
+            ),
+            "RESERVED_PARAMETER_NAME": graph_pb2.FlowGraph(
+                flow_name="Bad",
+                steps=[step("start", "end"), step("end")],
+                parameters=[graph_pb2.ParameterSpec(name="max_workers")],
+            ),
         }
         for rule, graph in graphs.items():
             request = runtime_rr.StartRunRequest(graph=graph)

@@ -8,6 +8,7 @@ rules and these messages, so they live in the core.
 The rules follow Metaflow's linter as users meet it:
 
 * Names: reserved words and malformed step names are refused; a name may be defined once.
+  Parameters likewise: a non-empty name, defined once, that is not an option of ``run``.
 * Start and end: the steps named ``start`` and ``end``, or the ones marked ``is_start`` /
   ``is_end``; exactly one of each; a marked step next to a step literally named ``start`` /
   ``end`` is ambiguous; a flow of one step uses it as both. Nothing leads into the start,
@@ -39,17 +40,22 @@ from enum import StrEnum
 
 from polyflow_core.domain import step_decorators
 from polyflow_core.domain.model import FlowGraph, StepKind, StepSpec, TransitionKind
+from polyflow_core.domain.names import RESERVED_PARAMETER_NAMES
 
 RESERVED_STEP_NAMES = frozenset({"name", "next", "input", "index", "cmd"})
 """Names a step may not take: they are attributes of the flow object inside a task."""
 
 _STEP_NAME = re.compile(r"[a-z0-9_]+")
+_BAD_PARAMETER_CHARACTER = re.compile(r"[\s=]")
 
 
 class Rule(StrEnum):
     """Machine-readable ids of the graph rules, as carried in ``GraphProblem.rule``."""
 
     DUPLICATE_STEP = "DUPLICATE_STEP"
+    DUPLICATE_PARAMETER = "DUPLICATE_PARAMETER"
+    RESERVED_PARAMETER_NAME = "RESERVED_PARAMETER_NAME"
+    INVALID_PARAMETER_NAME = "INVALID_PARAMETER_NAME"
     RESERVED_STEP_NAME = "RESERVED_STEP_NAME"
     INVALID_STEP_NAME = "INVALID_STEP_NAME"
     MISSING_START = "MISSING_START"
@@ -86,6 +92,9 @@ class Rule(StrEnum):
 
 RULE_DESCRIPTIONS: Mapping[Rule, str] = {
     Rule.DUPLICATE_STEP: "two steps have the same name",
+    Rule.DUPLICATE_PARAMETER: "two parameters have the same name",
+    Rule.RESERVED_PARAMETER_NAME: "a parameter is named like an option of run (e.g. tag)",
+    Rule.INVALID_PARAMETER_NAME: "a parameter name is empty, starts with - or has a space or =",
     Rule.RESERVED_STEP_NAME: "a step is named name, next, input, index or cmd",
     Rule.INVALID_STEP_NAME: "a step name is not [a-z0-9_]+ or starts with an underscore",
     Rule.MISSING_START: "no step is named start or marked as the start step",
@@ -352,6 +361,7 @@ class _Validator:
     def run(self) -> ValidationResult:
         self.check_duplicates()
         self.check_names()
+        self.check_parameters()
         finder = _EndpointFinder(self.graph, self.report)
         self.start = finder.find(start=True)
         self.end = finder.find(start=False)
@@ -421,6 +431,33 @@ class _Validator:
                     f"Step name '{name}' is not valid: use only lowercase ASCII letters, digits "
                     f"and underscores, and do not start it with an underscore.",
                 )
+
+    def check_parameters(self) -> None:
+        """Parameter names, which become options of ``run`` (flow-wide problems: the graph
+        carries no line for a parameter)."""
+        seen: set[str] = set()
+        for parameter in self.graph.parameters:
+            name = parameter.name
+            option = name.lower().replace("_", "-")
+            if not name or name.startswith("-") or _BAD_PARAMETER_CHARACTER.search(name):
+                self.report.flow_wide(
+                    Rule.INVALID_PARAMETER_NAME,
+                    f"Parameter name {name!r} is not valid: it must be non-empty, must not "
+                    f"start with '-' and must hold no whitespace or '='.",
+                )
+            elif option in RESERVED_PARAMETER_NAMES:
+                self.report.flow_wide(
+                    Rule.RESERVED_PARAMETER_NAME,
+                    f"Parameter name '{name}' is reserved (it is an option of 'run'); choose "
+                    f"another name.",
+                )
+            elif option in seen:
+                self.report.flow_wide(
+                    Rule.DUPLICATE_PARAMETER,
+                    f"Parameter '{name}' is declared more than once; parameter names must be "
+                    f"unique within a flow ('_' and '-' count as the same).",
+                )
+            seen.add(option)
 
     # --- per-step checks ------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from polyflow_core.domain.names import RESERVED_PARAMETER_NAMES
+
 from polyflow.exceptions import ParameterError
 
 __all__ = [
@@ -30,27 +32,6 @@ __all__ = [
     "ParameterKind",
 ]
 
-RESERVED_PARAMETER_NAMES = frozenset(
-    {
-        "params",
-        "with",
-        "tag",
-        "namespace",
-        "obj",
-        "tags",
-        "decospecs",
-        "run-id-file",
-        "max-num-splits",
-        "max-workers",
-        "max-log-size",
-        "user-namespace",
-        "run-id",
-        "task-id",
-        "runner-attribute-file",
-    }
-)
-"""Names a parameter may not take (they are options of ``run``); underscore forms
-(``run_id``) are reserved too."""
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _TRUE = frozenset({"1", "true", "t", "yes", "y", "on"})

@@ -123,7 +123,18 @@ class Case:
     """True when the line must be the ``next`` call's rather than the step's."""
 
 
+def with_parameters(*names: str) -> FlowGraph:
+    """A valid two-step flow declaring parameters of these names."""
+    graph = flow(step("start", "end"), step("end"))
+    return dataclasses.replace(graph, parameters=tuple(ParameterSpec(name=n) for n in names))
+
+
 RULE_CASES: dict[Rule, Case] = {
+    Rule.DUPLICATE_PARAMETER: Case(
+        lambda: with_parameters("alpha", "learning_rate", "learning-rate"), "", ("learning-rate",)
+    ),
+    Rule.RESERVED_PARAMETER_NAME: Case(lambda: with_parameters("alpha", "Run_ID"), "", ("Run_ID",)),
+    Rule.INVALID_PARAMETER_NAME: Case(lambda: with_parameters("a b"), "", ("a b",)),
     Rule.DUPLICATE_STEP: Case(
         lambda: flow(step("start", "a"), step("a", "end"), step("a", "end"), step("end")),
         "a",
@@ -1087,3 +1098,13 @@ def test_catch_var_cannot_be_a_parameter_or_constant() -> None:
     )
     (problem,) = validate(graph).problems
     assert problem.rule == "DECORATOR_ATTRIBUTE" and "'alpha'" in problem.message
+
+
+@pytest.mark.parametrize("name", ["", "-x", "a=b", "tab\there"])
+def test_invalid_parameter_names(name: str) -> None:
+    result = validate(with_parameters(name))
+    assert rules(result) == {Rule.INVALID_PARAMETER_NAME.value}
+
+
+def test_parameter_names_that_are_fine() -> None:
+    assert_valid(with_parameters("alpha", "learning-rate", "start", "Name", "x2"))

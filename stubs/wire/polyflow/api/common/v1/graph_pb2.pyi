@@ -323,7 +323,12 @@ class ParameterSpec(_message.Message):
     IS_TEXT_FIELD_NUMBER: _builtins.int
     ENCODING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """The parameter's name as used on the command line (`--name`)."""
+    """The parameter's name as used on the command line (`--name`). Non-empty, no
+    whitespace or "=", not starting with "-"; unique within the flow ("_" and
+    "-" compare equal, as do cases); not an option of `run` (tag, with, run-id,
+    max-workers, ...). ValidateGraph reports a breach as INVALID_PARAMETER_NAME,
+    DUPLICATE_PARAMETER or RESERVED_PARAMETER_NAME.
+    """
     type: _enums_pb2.ParameterType.ValueType
     """The value's type. Default: the type of `default_json`, else string."""
     default_json: _builtins.str
