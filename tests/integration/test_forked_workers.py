@@ -8,6 +8,7 @@ launch a crashing task and its siblings into the same zygote.
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import queue
 import sys
@@ -100,15 +101,38 @@ def test_pools_can_be_turned_off_per_run(fresh_project: FlowProject) -> None:
         assert task["argv0"].endswith(os.path.join("_worker", "__main__.py")), task
 
 
-def test_a_flow_module_that_starts_a_thread_is_not_forked(
-    fresh_project: FlowProject, tmp_path: Path
+_PYTHON_THREAD = """
+import threading
+threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+"""
+
+# A GNU OpenMP thread team started at import, as a module computing with an OpenMP-built
+# library would; the step then runs a parallel region again, which hangs in a forked child.
+_OPENMP_TEAM = """
+import ctypes
+_GOMP = ctypes.CDLL("libgomp.so.1")
+_REGION = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda data: None)
+_GOMP.GOMP_parallel(_REGION, None, 2, 0)
+"""
+
+
+@pytest.mark.parametrize(
+    "module_code", [_PYTHON_THREAD, _OPENMP_TEAM], ids=["python-thread", "openmp-team"]
+)
+def test_a_flow_module_that_starts_unsafe_threads_is_not_forked(
+    fresh_project: FlowProject, tmp_path: Path, module_code: str
 ) -> None:
     source = (FLOWS / "forked_crash.py").read_text().replace(
-        "STATE: list[str] = []",
-        "STATE: list[str] = []\n"
-        "import threading\n"
-        "threading.Thread(target=time.sleep, args=(600,), daemon=True).start()",
+        "STATE: list[str] = []", "STATE: list[str] = []\n" + module_code
     )
+    if module_code is _OPENMP_TEAM:
+        if ctypes.util.find_library("gomp") is None:
+            pytest.skip("libgomp is not installed")
+        source = source.replace(
+            "    def start(self):\n",
+            "    def start(self):\n        _GOMP.GOMP_parallel(_REGION, None, 2, 0)\n",
+        )
+        assert "_GOMP.GOMP_parallel(_REGION, None, 2, 0)\n        " in source
     flow = tmp_path / "threaded_flow.py"
     flow.write_text(source)
     id_file = fresh_project.run_id_file()

@@ -533,13 +533,29 @@ def _thread_count() -> int:
 
 def _unsafe_to_fork() -> bool:
     """Whether the flow module left this process unfit to fork: it started Python threads
-    (one may hold a lock the children would inherit locked), or imported gRPC and there are
-    native threads (gRPC may be initialised; grpcio is not fork-safe). Other native threads
-    are numeric libraries' pools, which handle forks themselves: numpy's OpenBLAS starts one
-    when imported and shuts its pool down before a fork (``pthread_atfork``)."""
+    (one may hold a lock the children would inherit locked), or there are native threads and
+    one of them may belong to a library that breaks in a forked child: gRPC (not fork-safe)
+    or GNU OpenMP (``libgomp``: a child's first parallel region waits for the parent's
+    thread team, which it does not have). Other native threads are pools that handle forks
+    themselves: numpy's OpenBLAS starts one when imported and stops it before a fork
+    (``pthread_atfork``)."""
     if threading.active_count() > 1:
         return True
-    return "grpc" in sys.modules and _thread_count() > 1
+    if _thread_count() == 1:
+        return False
+    return "grpc" in sys.modules or _FORK_UNSAFE_LIBRARY in _mapped_files()
+
+
+_FORK_UNSAFE_LIBRARY = b"/libgomp"
+
+
+def _mapped_files() -> bytes:
+    """This process's memory map (Linux), to see which shared libraries are loaded."""
+    try:
+        with open("/proc/self/maps", "rb") as maps:
+            return maps.read()
+    except OSError:
+        return b""
 
 
 def main() -> NoReturn:
