@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import importlib.metadata
 import logging
 import os
 import signal
@@ -36,6 +35,7 @@ from polyflow.api.datastore.v1 import service_pb2_grpc as datastore_grpc
 from polyflow.api.metadata.v1 import service_pb2_grpc as metadata_grpc
 from polyflow.api.runtime.v1 import service_pb2_grpc as runtime_grpc
 
+from polyflow_core._version import __version__
 from polyflow_core.datastore.base import BlobStore
 from polyflow_core.datastore.local import LocalBlobStore, UploadSessions
 from polyflow_core.domain.events import EventHub
@@ -111,10 +111,7 @@ class ServerConfig:
 
 def core_version() -> str:
     """The installed Polyflow version."""
-    try:
-        return importlib.metadata.version("polyflow")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
+    return __version__
 
 
 class ActivityInterceptor(grpc.ServerInterceptor):

@@ -150,9 +150,9 @@ _MODULE_OF: dict[str, str] = {
 def __getattr__(name: str) -> Any:
     """Load a public name on first use and cache it in the module."""
     if name == "__version__":
-        from importlib.metadata import version
+        from polyflow_core._version import __version__
 
-        value: Any = version("polyflow")
+        value: Any = __version__
     else:
         module = _MODULE_OF.get(name)
         if module is not None:
