@@ -14,6 +14,31 @@
 #' * `show`: print the steps with their kinds and edges;
 #' * `logs RUN/STEP[/TASK] [--stdout|--stderr] [--attempt N]`: print what
 #'   tasks printed;
+#' * `tag add|remove [--run-id ID] [--namespace NS] TAG...`,
+#'   `tag replace [--run-id ID] [--namespace NS] --add TAG --remove TAG`:
+#'   change the user tags of a run (system tags such as `user:<name>` never
+#'   change). `--run-id` is required (the error names the latest run); the run
+#'   is looked for in the current namespace, or in `--namespace` (an empty
+#'   value: every namespace). The run's tags are printed afterwards;
+#' * `tag list [RUN_ID] [--run-id ID] [--all | --my-runs] [--hide-system-tags]
+#'   [--group-by-tag | --group-by-run | --flat]`: list the tags of every run of
+#'   the flow (or of one run, or of your runs). With `--quiet` each group is
+#'   one line, `<runs> ; <system tags> ; <user tags>` (or `user:<tag> ; <runs>`
+#'   with `--group-by-tag`);
+#' * `dump RUN/STEP[/TASK] [--private] [--max-value-size N] [--include NAMES]
+#'   [--file FILE]`: print the artifacts of a task, or of every task of a
+#'   step, one line each: `name [size: N type: T] = <value>`, where `N` is the
+#'   stored size in bytes, `T` the recorded type (an R class, or a Python type
+#'   for values written by Python) and the value a one-line [deparse()] of the
+#'   R value, cut to `--max-value-size` characters (default 1000; values stored
+#'   in more bytes are not loaded; 0 prints names only). Values written by
+#'   Python are converted by the core; one without an R counterpart prints as
+#'   `<cannot load: ...>`. `--file FILE` prints nothing and writes every
+#'   selected value, uncut, to the `.rds` file `FILE` instead (read it with
+#'   [readRDS()]): a named list with one element per task, named
+#'   `"run_id/step/task_id"`, each a named list of the task's values, as in
+#'   `list("12/start/1" = list(x = 1, y = "a"))`. It is R's counterpart of the
+#'   pickle `python flow.py dump --file` writes;
 #' * `help`: the help of every command.
 #'
 #' Options before the command: `--quiet` (print only task output and
@@ -80,11 +105,13 @@ pf_usage <- function(flow) {
     "  -h, --help             Show this message and exit.\n\n",
     "Commands:\n",
     "  check   Check that the flow's graph is valid.\n",
+    "  dump    Show the artifacts of a task, or of every task of a step.\n",
     "  help    Show the help of every command.\n",
     "  logs    Show what a run's tasks printed.\n",
     "  resume  Resume a run: clone what succeeded, run the rest.\n",
     "  run     Run the flow.\n",
-    "  show    Show the flow's steps, their kinds, decorators and edges.\n"
+    "  show    Show the flow's steps, their kinds, decorators and edges.\n",
+    "  tag     Change or list the user tags of runs; system tags are fixed.\n"
   )
 }
 
@@ -209,8 +236,11 @@ pf_cli <- function(flow, args) {
       check = pf_cli_check(flow, rest, console, decospecs),
       show = pf_cli_show(flow, rest, decospecs),
       logs = pf_cli_logs(flow, rest, console),
+      tag = pf_cli_tag(flow, rest, console),
+      dump = pf_cli_dump(flow, rest, console),
       help = {
-        cat(pf_usage(flow), "\n", pf_run_usage(flow), sep = "")
+        cat(pf_usage(flow), "\n", pf_run_usage(flow), "\n", pf_tag_usage(flow), "\n",
+            pf_dump_usage(flow), sep = "")
         0L
       },
       {
