@@ -18,8 +18,11 @@ One I/O thread serves every attempt:
   the worker exited gets ``exit_grace_seconds`` before the pipe is closed on it.
 
 Workers start in a new session (``start_new_session=True``): a kill signals the whole process
-group, so the processes a task started die with it. A Python worker also dies with the daemon
-(``PARENT_PID_VARIABLE``): its outcome could no longer be reported.
+group, so the processes a task started die with it. A worker also dies with the daemon, whose
+outcome it could no longer report: the Python worker asks Linux for that itself
+(``PARENT_PID_VARIABLE``); other workers (R) are started through util-linux's
+``setpriv --pdeathsig KILL`` where it exists, which asks the same and then runs the worker in
+its own process.
 
 Python steps run in pre-forked workers when possible (:mod:`.forkserver`): the same pipes and
 log pump, the same exit statuses, no interpreter start per task.
@@ -70,6 +73,37 @@ _READ_SIZE = 65536
 _MAX_LINE_BYTES = 64 * 1024
 """Unterminated output buffered past this size is reported as a line of its own, so one
 endless line cannot eat memory (a reported line is thus at most about twice this long)."""
+
+
+def _dying_with_daemon(argv: list[str]) -> list[str]:
+    """``argv`` run through ``setpriv --pdeathsig KILL`` (Linux, util-linux) when both resolve;
+    else as is (a missing interpreter then fails to launch exactly as without the wrapper)."""
+    setpriv = _setpriv()
+    if setpriv is None or shutil.which(argv[0]) is None:
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
+_setpriv_path: str | bool | None = False  # False: not looked for yet
+
+
+def _setpriv() -> str | None:
+    """The ``setpriv`` executable if it supports ``--pdeathsig``, looked for once."""
+    global _setpriv_path
+    if _setpriv_path is False:
+        _setpriv_path = None
+        found = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+        if found is not None:
+            probe = subprocess.run(
+                [found, "--pdeathsig", "KILL", "--", "true"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=False,
+            )
+            if probe.returncode == 0:
+                _setpriv_path = found
+    return _setpriv_path if isinstance(_setpriv_path, str) else None
 
 
 @dataclass(eq=False)
@@ -165,6 +199,8 @@ class LocalExecutor(Executor):
         key = request.key
         spec_path = self._layout.task_spec_path(key.run, key.task, key.attempt)
         argv = worker_argv(request.language, request.interpreter, request.environment)
+        if request.language != "python":
+            argv = _dying_with_daemon(argv)
         env = dict(request.environment)
         env[TASK_SPEC_VARIABLE] = str(spec_path)
         env[PARENT_PID_VARIABLE] = str(os.getpid())
