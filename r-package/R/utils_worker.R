@@ -357,10 +357,13 @@ pf_execute_task <- function(spec) {
        value_reprs = taken$value_reprs)
 }
 
-pf_outcome_proto <- function(result) {
+# `unsynced`: blobs went to a local store without being flushed to disk (base R
+# has no fsync), so the core flushes them before recording the outcome.
+pf_outcome_proto <- function(result, unsynced = FALSE) {
   outcome <- pf_msg("runtime.TaskOutcome", succeeded = result$succeeded,
                     failure_message = result$failure_message,
-                    foreach_num_splits = as.integer(result$num_splits))
+                    foreach_num_splits = as.integer(result$num_splits),
+                    blobs_unsynced = isTRUE(unsynced))
   if (length(result$artifacts)) {
     outcome$artifacts <- unname(lapply(result$artifacts, pf_ref_to_proto))
   }
@@ -378,7 +381,7 @@ pf_outcome_proto <- function(result) {
 pf_complete_task <- function(spec, result) {
   core <- pf_new_core(spec$core_address, token = spec$token)
   request <- pf_msg("runtime.CompleteTaskRequest", task = spec$task, attempt = spec$attempt,
-                    outcome = pf_outcome_proto(result))
+                    outcome = pf_outcome_proto(result, identical(spec$store$kind, "local")))
   for (attempt in 0:4) {
     done <- tryCatch({
       pf_grpc_unary(core, "runtime.RuntimeService/CompleteTask", request,

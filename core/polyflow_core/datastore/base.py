@@ -208,6 +208,12 @@ class BlobStore(abc.ABC):
     def location(self) -> StoreLocationInfo:
         """Where the bytes live, for clients that access the store directly."""
 
+    def make_durable(self, digests: Sequence[str]) -> None:
+        """Flush to disk the stored blobs among ``digests`` that a writer outside this process
+        stored without flushing (an R worker); a blob already durable costs little. The
+        default does nothing (a store whose writes are durable when they return)."""
+        return None
+
     def discard_abandoned_writes(self, max_age_seconds: float = 3600.0) -> int:
         """Delete what writers that died mid-write left behind, once untouched for
         ``max_age_seconds``; returns how many pieces were deleted. The daemon calls this when

@@ -347,6 +347,20 @@ class LocalBlobStore(BlobStore):
                     self._quarantine(path, handle)
                 raise
 
+    def make_durable(self, digests: Sequence[str]) -> None:
+        """Sync the blob files among ``digests`` that exist, then their folders (one
+        ``syncfs`` instead beyond :data:`SYNCFS_ABOVE` paths; nothing when ``fsync`` is off).
+
+        Raises:
+            InvalidArgumentError: A malformed digest.
+            OSError: A sync failed.
+        """
+        files = [str(path) for path in map(self.blob_path, dict.fromkeys(digests))]
+        files = [path for path in files if os.path.isfile(path)]
+        if files:
+            folders = sorted({os.path.dirname(path) for path in files})
+            self._sync([*files, *folders, str(self.blobs_dir)])
+
     def discard_abandoned_writes(self, max_age_seconds: float = 3600.0) -> int:
         """Delete files in the ``tmp`` folder not written to for ``max_age_seconds``: those
         of writers killed mid-write (a live writer keeps its file's mtime fresh)."""

@@ -133,6 +133,8 @@ class TaskOutcome:
     """Why the attempt failed, in one line."""
     metadata: Mapping[str, str] = field(default_factory=dict)
     """Metadata to record for the attempt."""
+    blobs_unsynced: bool = False
+    """The worker wrote blobs without flushing them (R): the core flushes them first."""
 
 
 @dataclass(frozen=True)

@@ -275,7 +275,10 @@ class Scheduler:
         Raises:
             NotFoundError: No such task.
             FailedPreconditionError: The attempt is not running (finished, or another one).
+            OSError: The worker's unflushed blobs could not be made durable.
         """
+        if outcome.blobs_unsynced:  # on the caller's thread: the scheduler's must not wait on I/O
+            self._blobs.make_durable([artifact.digest for artifact in outcome.artifacts])
         self._call(CompleteTaskCommand(flow, run, step, task, attempt, outcome))
 
     def cancel_run(self, flow: str, run: str, reason: str) -> RunRecord:

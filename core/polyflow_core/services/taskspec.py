@@ -121,6 +121,7 @@ def outcome_from_proto(outcome: message_pb2.TaskOutcome) -> TaskOutcome:
         ),
         failure_message=outcome.failure_message,
         metadata=dict(outcome.metadata),
+        blobs_unsynced=outcome.blobs_unsynced,
     )
 
 

@@ -83,6 +83,8 @@ test_that("an outcome becomes a TaskOutcome message", {
   expect_false(outcome$succeeded)
   expect_equal(outcome$exception$type, "ValueError")
   expect_equal(outcome$artifacts[[1L]]$name, "x")
+  expect_false(outcome$blobs_unsynced)
+  expect_true(polyflow:::pf_outcome_proto(result, unsynced = TRUE)$blobs_unsynced)
   expect_equal(polyflow:::pf_short_repr(strrep("a", 40)), paste0("'", strrep("a", 26), "..."))
 })
 

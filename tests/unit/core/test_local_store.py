@@ -405,6 +405,38 @@ def test_quarantine_leaves_a_file_another_process_put_in_place(store: LocalBlobS
     assert not (store.quarantine_dir / path.name).exists()
 
 
+def test_make_durable_syncs_the_blob_files_and_their_folders(
+    store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digests = [store.put_bytes(os.urandom(100)).digest for _ in range(3)]
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(local_mod.os, "fsync", recording_fsync)
+    missing = "sha256:" + "0" * 64
+    store.make_durable([*digests, digests[0], missing])
+    files = {str(store.blob_path(digest)) for digest in digests}
+    assert files <= set(synced)
+    assert {os.path.dirname(path) for path in files} <= set(synced)
+    assert str(store.blobs_dir) in synced
+    assert str(store.blob_path(missing)) not in synced
+
+
+def test_make_durable_of_many_blobs_is_one_syncfs(
+    store: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digests = [store.put_bytes(os.urandom(100)).digest for _ in range(20)]
+    calls: list[str] = []
+    monkeypatch.setattr(local_mod, "_syncfs", lambda path: calls.append(path) or True)
+    monkeypatch.setattr(local_mod.os, "fsync", lambda fd: pytest.fail("fsync instead of syncfs"))
+    store.make_durable(digests)
+    assert calls == [str(store.root)]
+
+
 def test_abandoned_temporary_files_are_discarded(store: LocalBlobStore) -> None:
     store.put_bytes(b"make the folders")
     old = store.tmp_dir / "old.tmp"

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -436,14 +436,17 @@ class InstantExecutor(Executor):
 
 
 def _scheduler(
-    tmp_path: Path, executor: InstantExecutor, retry_policy: RetryPolicy = no_retries
+    tmp_path: Path,
+    executor: InstantExecutor,
+    retry_policy: RetryPolicy = no_retries,
+    blobs: LocalBlobStore | None = None,
 ) -> tuple[Scheduler, SqliteMetadataStore, EventHub]:
     layout = RootLayout(tmp_path / ".polyflow")
     metadata = SqliteMetadataStore(layout.db_path)
     events = EventHub()
     scheduler = Scheduler(
         metadata=metadata,
-        blobs=LocalBlobStore(layout.store_root),
+        blobs=blobs if blobs is not None else LocalBlobStore(layout.store_root),
         executor=executor,
         events=events,
         layout=layout,
@@ -556,3 +559,39 @@ def test_retry_seam_runs_another_attempt(tmp_path: Path) -> None:
     finally:
         scheduler.stop()
         metadata.close()
+
+
+class _SyncRecordingStore(LocalBlobStore):
+    """A local store that records what it is asked to make durable."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.made_durable: list[list[str]] = []
+
+    def make_durable(self, digests: Sequence[str]) -> None:
+        self.made_durable.append(list(digests))
+        super().make_durable(digests)
+
+
+def test_unsynced_blobs_are_made_durable_before_the_outcome_is_recorded(tmp_path: Path) -> None:
+    graph = FlowGraph(flow_name="Sync", steps=(_step("start", "end"), _step("end")))
+    store = _SyncRecordingStore(tmp_path / "store")
+    digest = store.put_bytes(b"written by R").digest
+
+    def behaviour(key: TaskKey) -> TaskOutcome:
+        artifact = ArtifactRecord("x", digest, "json", 12)
+        return TaskOutcome(
+            succeeded=True,
+            artifacts=(artifact,),
+            next_steps=("end",) if key.step == "start" else (),
+            blobs_unsynced=key.step == "start",  # as an R worker reports
+        )
+
+    executor = InstantExecutor(behaviour)
+    scheduler, _, events = _scheduler(tmp_path, executor, blobs=store)
+    try:
+        record = scheduler.start_run(_request(graph))
+        assert _wait_finished(events, "Sync", record.run_id).state is RunState.SUCCEEDED
+    finally:
+        scheduler.stop()
+    assert store.made_durable == [[digest]]

@@ -672,12 +672,19 @@ class TaskOutcome(_message.Message):
     EXCEPTION_FIELD_NUMBER: _builtins.int
     FAILURE_MESSAGE_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    BLOBS_UNSYNCED_FIELD_NUMBER: _builtins.int
     succeeded: _builtins.bool
     """True when user code finished and the transition was valid."""
     foreach_num_splits: _builtins.int
     """FOREACH only: the number of items of the foreach artifact."""
     failure_message: _builtins.str
     """Why the attempt failed, in one line."""
+    blobs_unsynced: _builtins.bool
+    """True when the worker wrote blobs to a local store without flushing them to
+    disk (R has no fsync). The core then makes the artifacts' blobs durable
+    before it records the outcome, so no recorded artifact can lose its bytes
+    in a power failure. Default false: the worker flushed what it wrote.
+    """
     @_builtins.property
     def artifacts(self) -> _containers.RepeatedCompositeFieldContainer[_graph_pb2.ArtifactRef]:
         """Every artifact of the task after the attempt (inherited ones included)."""
@@ -713,10 +720,11 @@ class TaskOutcome(_message.Message):
         exception: _graph_pb2.ExceptionInfo | None = ...,
         failure_message: _builtins.str = ...,
         metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        blobs_unsynced: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["exception", b"exception"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "exception", b"exception", "failure_message", b"failure_message", "foreach_num_splits", b"foreach_num_splits", "foreach_value_reprs", b"foreach_value_reprs", "metadata", b"metadata", "next_steps", b"next_steps", "succeeded", b"succeeded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifacts", b"artifacts", "blobs_unsynced", b"blobs_unsynced", "exception", b"exception", "failure_message", b"failure_message", "foreach_num_splits", b"foreach_num_splits", "foreach_value_reprs", b"foreach_value_reprs", "metadata", b"metadata", "next_steps", b"next_steps", "succeeded", b"succeeded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
