@@ -205,6 +205,16 @@ class FlowProject:
             _transport.close_all_channels()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sigint_reaches_flows() -> None:
+    """Tests interrupt flows with SIGINT, as Ctrl-C does. A test run started in the
+    background by a script (``./dev test &``) ignores SIGINT, and an ignored signal stays
+    ignored in every child across ``exec``: the flows would never see it. Handled signals
+    are reset to their default in children, so handling it here gives them Ctrl-C back."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _no_stray_core(request: pytest.FixtureRequest) -> Iterator[None]:
     """In the SDK's test modules, make client calls outside ``client_env()`` fail loudly.
